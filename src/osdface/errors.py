@@ -1,0 +1,17 @@
+"""Exceptions that the CLI turns into one clear line (no traceback)."""
+
+
+class OSDFaceError(Exception):
+    """Base class: the message is complete and meant for the user."""
+
+
+class WeightsNotFoundError(OSDFaceError):
+    """Weights are missing or incomplete; the message says what to download and where to put it."""
+
+
+class WeightsFormatError(OSDFaceError):
+    """A weight file exists but does not hold what it should (missing/unexpected keys, bad shapes)."""
+
+
+class ImageReadError(OSDFaceError):
+    """An input image could not be read; the message names the file and the reason."""

@@ -1,0 +1,170 @@
+"""The one place for image conversion: files, PIL, numpy and torch.
+
+Conventions used across the package:
+- numpy images are HWC uint8 RGB (``np.ndarray``, values 0..255);
+- image tensors are NCHW float in [-1, 1] unless the name says otherwise (``*_01`` means [0, 1]);
+- BGR only exists at the cv2 boundary, inside the modules that call cv2.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def read_image(path: Union[str, Path]) -> np.ndarray:
+    """Read an image file as HWC uint8 RGB, with EXIF orientation applied.
+
+    Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return pil_to_numpy(im)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data
+        raise ImageReadError(f"{path}: cannot decode image ({err})") from None
+
+
+def pil_to_numpy(im: Image.Image) -> np.ndarray:
+    """Any PIL mode → HWC uint8 RGB. 16-bit and float images are scaled, alpha is dropped (on white)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if (im.mode != "I" or arr.max() > 255) else 255.0
+        gray = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 1.0 if arr.max() <= 1.0 else 255.0
+        gray = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def write_image_atomic(image: np.ndarray, path: Union[str, Path], quality: int = 95) -> None:
+    """Write HWC uint8 RGB(A) to ``path`` atomically: a temp file in the same folder, then rename.
+
+    A crash never leaves a half-written file under the final name. The format follows the suffix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+            Image.fromarray(image).save(f, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_images(inputs: Sequence[Union[str, Path]]) -> tuple[list[Path], list[str]]:
+    """Expand files and folders (one level, sorted) into image paths.
+
+    Returns (paths, problems): a missing input is a problem line, not an exception.
+    """
+    paths: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                problems.append(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            problems.append(f"{item}: no such file or folder")
+    return paths, problems
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+def to_tensor(image: ImageInput) -> torch.Tensor:
+    """One image (PIL, HWC uint8 array, or CHW/1CHW tensor in [-1, 1]) → (1, 3, H, W) float32 in [-1, 1]."""
+    if isinstance(image, Image.Image):
+        image = pil_to_numpy(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            raise ValueError(f"numpy image must be HW, HWC with C in (1, 3, 4); got shape {image.shape}")
+        if image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)
+        image = image[..., :3]
+        if image.dtype == np.uint16:
+            image = (image.astype(np.float64) / 257.0).round().astype(np.uint8)
+        if image.dtype != np.uint8:
+            raise ValueError(f"numpy image must be uint8 (0..255) or uint16; got {image.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # (1, 3, H, W) 0..255
+        return t / 255.0 * 2.0 - 1.0  # to_tensor's x/255, then 2x-1 as the official code
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim == 3:
+            t = t[None]
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"tensor image must be (3, H, W) or (N, 3, H, W); got {tuple(image.shape)}")
+        return t.float()
+    raise TypeError(f"unsupported image type {type(image).__name__}; use PIL, numpy HWC uint8 or a tensor")
+
+
+def to_batch(images) -> list[torch.Tensor]:
+    """A single image, a list of images, or an (N, 3, H, W) tensor → list of (1, 3, H, W) tensors in [-1, 1]."""
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return [to_tensor(t) for t in images]
+    if isinstance(images, (list, tuple)):
+        return [to_tensor(im) for im in images]
+    return [to_tensor(images)]
+
+
+def tensor_to_numpy(images: torch.Tensor, rounding: str = "truncate") -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] → (N, H, W, 3) uint8.
+
+    ``rounding="truncate"`` scales [0, 1] by 255 and truncates, exactly as the official code
+    (torchvision ToPILImage); ``"nearest"`` rounds to nearest.
+    """
+    x01 = (images.detach().float().clamp(-1, 1) * 0.5 + 0.5).clamp(0, 1)
+    x255 = x01.permute(0, 2, 3, 1).cpu() * 255.0
+    if rounding == "nearest":
+        x255 = x255.round()
+    elif rounding != "truncate":
+        raise ValueError(f"rounding must be 'truncate' or 'nearest', got {rounding!r}")
+    return x255.to(torch.uint8).numpy()
+
+
+def numpy_to_pil(images: np.ndarray) -> list[Image.Image]:
+    """(N, H, W, 3) or (H, W, 3) uint8 → list of PIL images."""
+    if images.ndim == 3:
+        images = images[None]
+    return [Image.fromarray(im) for im in images]
