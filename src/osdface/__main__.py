@@ -1,0 +1,5 @@
+"""``python -m osdface`` is the ``osdface`` command."""
+
+from .cli import main
+
+main()

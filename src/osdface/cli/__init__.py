@@ -1,0 +1,45 @@
+"""The ``osdface`` command line: thin typed commands over the Python API.
+
+Usage:
+    osdface restore faces/ --output restored/
+    osdface convert weights/osdface-release --sd-model weights/stable-diffusion-2-1-base --output weights/osdface
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import convert, restore
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
+                  help="OSDFace: one-step diffusion face restoration.")
+app.command("restore")(restore.restore)
+app.command("convert")(convert.convert)
+
+
+def main() -> None:
+    """Console entry point: known errors become one line on stderr (set OSDFACE_DEBUG=1 for tracebacks)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from ..errors import OSDFaceError
+
+    try:
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code instead of raising
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except OSDFaceError as err:
+        if os.environ.get("OSDFACE_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as stop:
+        sys.exit(getattr(stop, "exit_code", getattr(stop, "code", 0)))
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
