@@ -146,3 +146,16 @@ def test_sharding_under_torchrun_two_processes(tmp_path, tiny_model_dir):
                     if "restored " in line)
     assert counts == [2, 3]  # every file once, none twice
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"face{i}.png" for i in range(5)]
+
+
+def test_degrade_writes_lq_set_with_manifest(tmp_path, capsys):
+    import json
+
+    write_faces(tmp_path / "hq", 3)
+    (tmp_path / "hq" / "broken.png").write_bytes(b"\x89PNG garbage")
+    code, err = run_cli(["degrade", tmp_path / "hq", "-o", tmp_path / "lq", "--preset", "codeformer",
+                         "--size", 32, "--gt-dir", tmp_path / "gt", "-q"], capsys)
+    assert code == 1 and "broken.png" in err and "3 written" in err
+    manifest = json.loads((tmp_path / "lq" / "manifest.json").read_text())
+    assert manifest["preset"] == "codeformer" and len(manifest["images"]) == 3
+    assert sorted(p.name for p in (tmp_path / "gt").iterdir()) == ["face0.png", "face1.png", "face2.png"]

@@ -15,3 +15,7 @@ class WeightsFormatError(OSDFaceError):
 
 class ImageReadError(OSDFaceError):
     """An input image could not be read; the message names the file and the reason."""
+
+
+class DatasetError(OSDFaceError):
+    """A dataset cannot be built or served; the message names the folder(s) and the problem."""

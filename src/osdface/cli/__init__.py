@@ -3,6 +3,7 @@
 Usage:
     osdface restore faces/ --output restored/
     osdface convert weights/osdface-release --sd-model weights/stable-diffusion-2-1-base --output weights/osdface
+    osdface degrade ffhq_val/ --output celeba_like_lq/ --preset daefr --gt-dir celeba_like_hq/
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import sys
 
 import typer
 
-from . import convert, restore
+from . import convert, degrade, restore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="OSDFace: one-step diffusion face restoration.")
 app.command("restore")(restore.restore)
 app.command("convert")(convert.convert)
+app.command("degrade")(degrade.degrade)
 
 
 def main() -> None:

@@ -1,0 +1,34 @@
+"""``osdface degrade``: make a synthetic LQ test set (CelebA-Test style) from HQ faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def degrade(
+    hq_dir: Annotated[Path, typer.Argument(help="Folder of HQ face images (any size; centre-cropped to a square).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the LQ images and manifest.json.")],
+    preset: Annotated[str, typer.Option(help="Degradation preset: gfpgan | daefr | codeformer | difface | dual | dual_chain.")] = "daefr",
+    seed: Annotated[int, typer.Option(min=0, help="Base seed; each image's degradation depends only on (preset, seed, file name, pixels).")] = 0,
+    size: Annotated[int, typer.Option(min=8, help="Output side in pixels.")] = 512,
+    gt_dir: Annotated[Optional[Path], typer.Option(help="Also write the resized HQ targets here (pair them with the LQ by name).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Regenerate outputs that already exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Degrade every image of HQ_DIR into OUTPUT/<stem>.png with a manifest of the parameters used.
+
+    Re-runs keep existing outputs; a folder made with another preset, seed or size is refused
+    unless --overwrite. A bad input gets one error line and the rest goes on (exit status 1).
+    """
+    from ..data import degrade_folder
+
+    summary = degrade_folder(hq_dir, output, preset, seed, size=size, overwrite=overwrite, gt_dir=gt_dir,
+                             progress=not quiet)
+    for line in summary.failed:
+        typer.echo(f"error: {line}", err=True)
+    typer.echo(str(summary), err=True)
+    if summary.failed:
+        raise typer.Exit(1)
