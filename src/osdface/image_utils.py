@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,11 +26,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # ----------------------------------------------------------------------------- files
 
 
-def read_image(path: Union[str, Path]) -> np.ndarray:
-    """Read an image file as HWC uint8 RGB, with EXIF orientation applied.
+# Whole photos are decoded in memory; beyond this many pixels a clear error is raised instead of
+# running out of memory (a 100-megapixel RGB photo already needs ~1.2 GB as float tensors per copy).
+MAX_PHOTO_PIXELS = 100_000_000
 
-    Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files.
-    """
+
+def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Open, check, apply EXIF orientation, and ``convert`` a PIL image; every failure is one
+    ImageReadError naming the file and the reason."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
@@ -38,13 +41,45 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {im.width}×{im.height} = {im.width * im.height / 1e6:.0f} MP is over the "
+                    f"{max_pixels / 1e6:.0f} MP limit; downscale it first"
+                )
             im = ImageOps.exif_transpose(im)
             im.load()
-            return pil_to_numpy(im)
+            return convert(im)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: image too large to decode safely (decompression-bomb limit)") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data
         raise ImageReadError(f"{path}: cannot decode image ({err})") from None
+
+
+def read_image(path: Union[str, Path]) -> np.ndarray:
+    """Read an image file as HWC uint8 RGB (EXIF orientation applied; alpha flattened on white).
+
+    Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files.
+    """
+    return _decode(path, pil_to_numpy)
+
+
+def read_photo(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
+    """Read a whole photo as HWC uint8: RGB, or RGBA when the file has transparency.
+
+    EXIF orientation is applied; grayscale becomes three equal channels; 16-bit and float images
+    are scaled to 8 bits. Photos over ``max_pixels`` raise ImageReadError before decoding.
+    """
+    return _decode(path, _photo_array, max_pixels)
+
+
+def _photo_array(im: Image.Image) -> np.ndarray:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
+    return pil_to_numpy(im)
 
 
 def pil_to_numpy(im: Image.Image) -> np.ndarray:
