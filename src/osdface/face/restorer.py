@@ -1,0 +1,262 @@
+"""Whole-photo face restoration: detect, align, restore (batched), paste back.
+
+``FaceRestorer`` wraps any face restoration function that works on aligned square crops::
+
+    restorer = FaceRestorer(restore_fn, detector=create_detector("mtcnn"), face_size=512, upscale=2)
+    result = restorer(photo)          # photo: HWC uint8 RGB (or gray HW / HW1, or RGBA HW4)
+    result.image, result.faces        # output photo in the input's layout; one FaceRecord per face
+
+``restore_fn(crops: list[HWC uint8 RGB, face_size square]) -> list of the same`` is called once per
+photo with all its faces, or once per batch of faces across photos with ``restore_many``.
+The restorer keeps no per-photo state: calls are independent (and thread-safe if the detector and
+restore_fn are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .alignment import estimate_affine, resize_affine, warp_face
+from .color import METHODS as COLOR_METHODS
+from .detection import Detection, FaceDetector, create_detector
+from .paste import MASK_SHAPES, paste_faces
+
+RestoreFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
+BackgroundUpsampler = Callable[[np.ndarray, float], np.ndarray]  # (HWC uint8 RGB, upscale) -> upscaled
+
+
+@dataclass
+class FaceRecord:
+    """One restored face. ``box`` (4,) and ``landmarks5`` (5, 2) are in input-photo pixels;
+    ``affine`` (2, 3) maps input-photo pixels to crop pixels; crops are HWC uint8 RGB."""
+
+    box: np.ndarray
+    landmarks5: np.ndarray
+    score: float
+    affine: np.ndarray
+    cropped: np.ndarray
+    restored: np.ndarray
+    pasted: np.ndarray | None = None  # ``restored`` after colour matching, as pasted
+
+
+@dataclass
+class RestoreResult:
+    """The output photo (input's layout, upscaled) and the faces restored in it (best score first)."""
+
+    image: np.ndarray
+    faces: list[FaceRecord] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    """Everything about one photo before its faces are restored."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    layout: str  # "rgb", "rgba", "gray2d" or "gray1"
+    is_gray: bool
+    detections: list[Detection]
+    affines: list[np.ndarray]
+    crops: list[np.ndarray]
+
+
+def split_channels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Any accepted photo layout → (HWC uint8 RGB, alpha HW or None, layout name)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"photo must be a numpy array (HWC uint8 RGB); got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"photo must be uint8 (0..255); got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2), None, "gray2d"
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2), None, "gray1"
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image), None, "rgb"
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3]), "rgba"
+    raise ValueError(f"photo must be HW, HWx1, HWx3 (RGB) or HWx4 (RGBA); got shape {image.shape}")
+
+
+def is_grayscale(rgb: np.ndarray) -> bool:
+    """True if all three channels are equal."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
+def lanczos_upsampler(image: np.ndarray, upscale: float) -> np.ndarray:
+    """Default background upsampler: cv2 Lanczos-4 resize by ``upscale`` (HWC uint8 in and out)."""
+    h, w = image.shape[:2]
+    return cv2.resize(image, (round(w * upscale), round(h * upscale)), interpolation=cv2.INTER_LANCZOS4)
+
+
+class FaceRestorer:
+    """Restore every face in a photo with ``restore_fn`` and paste it back seamlessly.
+
+    ``detector``: a FaceDetector or a registered name (default "mtcnn");
+    ``face_size``: side of the aligned crops given to ``restore_fn``;
+    ``upscale``: output size factor (background by ``background_upsampler``, default Lanczos-4);
+    ``only_center_face``: restore only the face nearest the photo centre;
+    ``min_face_size``: ignore faces whose box is smaller than this (pixels, shorter side);
+    ``min_score``: ignore detections scoring lower (a face pasted on a false detection does harm);
+    ``max_faces``: restore at most this many faces, the largest first;
+    ``color_match`` / ``color_method``: low-frequency colour transfer from the original crops;
+    ``mask_shape``: "square" or "ellipse" paste mask; ``parsing_fn``: optional
+    ``(restored crops) -> list of HW masks`` (e.g. a face parser) refining the paste masks.
+    """
+
+    def __init__(
+        self,
+        restore_fn: RestoreFn,
+        detector: FaceDetector | str | None = None,
+        face_size: int = 512,
+        upscale: float = 1,
+        only_center_face: bool = False,
+        min_face_size: float = 20.0,
+        max_faces: int | None = None,
+        color_match: bool = True,
+        background_upsampler: BackgroundUpsampler | None = None,
+        min_score: float = 0.9,
+        color_method: str = "adain",
+        mask_shape: str = "square",
+        parsing_fn: Callable[[list[np.ndarray]], Sequence[np.ndarray]] | None = None,
+    ) -> None:
+        if not callable(restore_fn):
+            raise TypeError("restore_fn must be callable: list of aligned crops -> list of restored crops")
+        if int(face_size) != face_size or face_size < 16:
+            raise ValueError(f"face_size must be an integer >= 16; got {face_size}")
+        if not upscale > 0:
+            raise ValueError(f"upscale must be > 0; got {upscale}")
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1 or None; got {max_faces}")
+        if color_method not in COLOR_METHODS:
+            raise ValueError(f"color_method must be one of {COLOR_METHODS}; got {color_method!r}")
+        if mask_shape not in MASK_SHAPES:
+            raise ValueError(f"mask_shape must be one of {MASK_SHAPES}; got {mask_shape!r}")
+        self.restore_fn = restore_fn
+        if detector is None or isinstance(detector, str):
+            detector = create_detector(detector or "mtcnn")
+        if not isinstance(detector, FaceDetector):
+            raise TypeError(
+                f"detector must have detect(image) -> list[Detection]; got {type(detector).__name__}"
+            )
+        self.detector = detector
+        self.face_size = int(face_size)
+        self.upscale = float(upscale)
+        self.only_center_face = only_center_face
+        self.min_face_size = float(min_face_size)
+        self.min_score = float(min_score)
+        self.max_faces = max_faces
+        self.color_match = color_match
+        self.color_method = color_method
+        self.mask_shape = mask_shape
+        self.background_upsampler = background_upsampler or lanczos_upsampler
+        self.parsing_fn = parsing_fn
+
+    # ------------------------------------------------------------------ public
+
+    def __call__(self, image: np.ndarray) -> RestoreResult:
+        """Restore one photo; ``restore_fn`` is called once with all its faces (not at all if none)."""
+        prepared = self._prepare(image)
+        return self._finish(prepared, self._restore(prepared.crops))
+
+    def restore_many(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[RestoreResult]:
+        """Restore several photos, calling ``restore_fn`` on batches of up to ``batch_size`` faces
+        drawn from all of them (fewer model calls than one per photo)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        prepared = [self._prepare(image) for image in images]
+        crops = [crop for p in prepared for crop in p.crops]
+        restored: list[np.ndarray] = []
+        for start in range(0, len(crops), batch_size):
+            restored.extend(self._restore(crops[start : start + batch_size]))
+        results, start = [], 0
+        for p in prepared:
+            results.append(self._finish(p, restored[start : start + len(p.crops)]))
+            start += len(p.crops)
+        return results
+
+    def select(self, detections: Sequence[Detection], image_hw: Sequence[int]) -> list[Detection]:
+        """Apply min_score, min_face_size, only_center_face and max_faces to raw detections."""
+        kept = [
+            d
+            for d in detections
+            if d.score >= self.min_score and min(d.width, d.height) >= self.min_face_size
+        ]
+        if self.only_center_face and kept:
+            cy, cx = (image_hw[0] - 1) / 2.0, (image_hw[1] - 1) / 2.0
+            kept = [min(kept, key=lambda d: (d.center[0] - cx) ** 2 + (d.center[1] - cy) ** 2)]
+        if self.max_faces is not None and len(kept) > self.max_faces:
+            largest = sorted(range(len(kept)), key=lambda i: kept[i].width * kept[i].height, reverse=True)
+            chosen = set(largest[: self.max_faces])
+            kept = [d for i, d in enumerate(kept) if i in chosen]
+        return kept
+
+    # ------------------------------------------------------------------ steps
+
+    def _prepare(self, image: np.ndarray) -> _Prepared:
+        rgb, alpha, layout = split_channels(image)
+        detections = self.select(self.detector.detect(rgb), rgb.shape)
+        affines = [estimate_affine(d.landmarks5, face_size=self.face_size) for d in detections]
+        crops = [warp_face(rgb, a, self.face_size) for a in affines]
+        return _Prepared(rgb, alpha, layout, is_grayscale(rgb), detections, affines, crops)
+
+    def _restore(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        if not crops:
+            return []
+        restored = list(self.restore_fn(list(crops)))
+        if len(restored) != len(crops):
+            raise ValueError(f"restore_fn returned {len(restored)} faces for {len(crops)} crops")
+        shape = (self.face_size, self.face_size, 3)
+        for k, face in enumerate(restored):
+            if not isinstance(face, np.ndarray) or face.shape != shape or face.dtype != np.uint8:
+                got = f"{face.shape} {face.dtype}" if isinstance(face, np.ndarray) else type(face).__name__
+                raise ValueError(f"restore_fn output {k} must be a {shape} uint8 RGB array; got {got}")
+        return restored
+
+    def _finish(self, p: _Prepared, restored: Sequence[np.ndarray]) -> RestoreResult:
+        h, w = p.rgb.shape[:2]
+        out_hw = (max(1, round(h * self.upscale)), max(1, round(w * self.upscale)))
+        if out_hw == (h, w):
+            canvas = p.rgb.copy()
+        else:
+            canvas = self.background_upsampler(p.rgb, self.upscale)
+            if canvas.shape[:2] != out_hw:  # an upsampler with a fixed factor: fit it to the size asked for
+                fit = cv2.INTER_AREA if canvas.shape[0] > out_hw[0] else cv2.INTER_LANCZOS4
+                canvas = cv2.resize(canvas, out_hw[::-1], interpolation=fit)
+        masks = list(self.parsing_fn(list(restored))) if (self.parsing_fn and restored) else None
+        canvas_affines = [resize_affine(a, (h, w), out_hw) for a in p.affines]
+        canvas, pasted = paste_faces(
+            canvas,
+            restored,
+            canvas_affines,
+            references=p.crops,
+            color_match=self.color_match,
+            color_method=self.color_method,
+            masks=masks,
+            mask_shape=self.mask_shape,
+        )
+        faces = [
+            FaceRecord(d.box, d.landmarks5, d.score, a, c, r, f)
+            for d, a, c, r, f in zip(p.detections, p.affines, p.crops, restored, pasted)
+        ]
+        return RestoreResult(self._to_layout(canvas, p, out_hw), faces)
+
+    @staticmethod
+    def _to_layout(canvas: np.ndarray, p: _Prepared, out_hw: tuple[int, int]) -> np.ndarray:
+        """Back to the input's layout: gray stays gray, RGBA gets its (resized) alpha back."""
+        if p.is_gray:
+            gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
+            if p.layout == "gray2d":
+                return gray
+            if p.layout == "gray1":
+                return gray[..., None]
+            canvas = np.repeat(gray[..., None], 3, axis=2)
+        if p.layout == "rgba":
+            alpha = p.alpha
+            if alpha.shape != out_hw:
+                alpha = cv2.resize(alpha, out_hw[::-1], interpolation=cv2.INTER_LINEAR)
+            return np.dstack([canvas, alpha])
+        return canvas
