@@ -1,0 +1,1 @@
+"""Training: shared infrastructure (config, checkpoints, logging) and the two stages."""
