@@ -142,12 +142,14 @@ class OSDFacePipeline:
         a = self.alphas_cumprod[self.timestep].to(work, torch.float64)
         z, e = latents.to(work, torch.float64), eps.to(work, torch.float64)
         x0 = (z - (1 - a).sqrt() * e) / a.sqrt()
-        return x0.to(latents.device, torch.float32)
+        return x0.to(latents.device, torch.float32)  # as the official code, before the decode dtype cast
 
-    @torch.inference_mode()
-    def restore_tensor(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> torch.Tensor:
-        """Batched restoration of (B, 3, H, W) faces in [-1, 1] (H, W multiples of 8·2^(levels−1)).
+    def generate(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> dict[str, torch.Tensor]:
+        """The one-step recipe with autograd left on (stage-2 training goes through here too).
 
+        lq: (B, 3, H, W) in [-1, 1], H and W multiples of 8·2^(UNet levels − 1). Returns a dict with
+        ``image`` (B, 3, H, W) in [-1, 1] and the intermediates the training losses use:
+        ``prompt_embeds``, ``latents`` (z_L, scaled) and ``pred_latents`` (ẑ_H, scaled).
         ``posterior``: ``"mode"`` (deterministic, default) or ``"sample"`` as the official code
         (then ``generator`` — one torch.Generator or a list of B — makes it reproducible).
         """
@@ -170,10 +172,16 @@ class OSDFacePipeline:
         # 3. One UNet pass at T_L; the clean LQ latent is the input (no noise added)
         eps = self.unet(latents, self.timestep, encoder_hidden_states=prompt_embeds).sample
         # 4. x0 from the predicted noise (float64)
-        x0 = self.predict_x0(latents, eps)  # (B, 4, H/8, W/8)
+        pred_latents = self.predict_x0(latents, eps)  # (B, 4, H/8, W/8)
         # 5. Decode and clamp
-        image = self.vae.decode(x0.to(self.dtype) / self.vae.config.scaling_factor).sample
-        return image.clamp(-1, 1)  # (B, 3, H, W) in [-1, 1]
+        image = self.vae.decode(pred_latents.to(self.dtype) / self.vae.config.scaling_factor).sample
+        return {"image": image.clamp(-1, 1), "prompt_embeds": prompt_embeds, "latents": latents,
+                "pred_latents": pred_latents}
+
+    @torch.inference_mode()
+    def restore_tensor(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> torch.Tensor:
+        """Batched restoration of (B, 3, H, W) faces in [-1, 1] → (B, 3, H, W) in [-1, 1] (see ``generate``)."""
+        return self.generate(lq, generator=generator, posterior=posterior)["image"]
 
     def preprocess(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         """(1, 3, H, W) in [-1, 1] → (1, 3, S, S) and what ``postprocess`` needs to undo it.
