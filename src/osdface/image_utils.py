@@ -8,8 +8,6 @@ Conventions used across the package:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -18,6 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
+from .files import atomic_write
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -102,24 +101,13 @@ def pil_to_numpy(im: Image.Image) -> np.ndarray:
 
 
 def write_image_atomic(image: np.ndarray, path: Union[str, Path], quality: int = 95) -> None:
-    """Write HWC uint8 RGB(A) to ``path`` atomically: a temp file in the same folder, then rename.
-
-    A crash never leaves a half-written file under the final name. The format follows the suffix.
-    """
+    """Write HWC uint8 RGB(A) (or HW gray) to ``path`` atomically; the format follows the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            Image.fromarray(image).save(f, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda f: Image.fromarray(image).save(f, format=fmt, **kwargs))
 
 
 def list_images(inputs: Sequence[Union[str, Path]]) -> tuple[list[Path], list[str]]:

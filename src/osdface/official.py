@@ -14,12 +14,12 @@ unexpected keys are listed in the error. Pickles are read with ``safe_pickle.saf
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .errors import WeightsFormatError, WeightsNotFoundError
+from .files import atomic_write
 from .models.lora import LORA_WEIGHT_NAME
 from .safe_pickle import safe_torch_load
 
@@ -95,17 +95,6 @@ def read_adapter_state_dict(path: str | os.PathLike, expected: dict[str, torch.T
     return state
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_vre_checkpoint(vre_state: dict[str, torch.Tensor], path: str | os.PathLike, extra: dict | None = None) -> None:
     """Write the VRE in the ``associate_2.ckpt`` layout (``{"state_dict": {"vqvae_LQ.<key>": ...}}``).
 
@@ -115,11 +104,12 @@ def write_vre_checkpoint(vre_state: dict[str, torch.Tensor], path: str | os.Path
     state.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save({"state_dict": state}, path)
+    atomic_write(path, lambda f: torch.save({"state_dict": state}, f))
 
 
 def write_adapter_weights(adapter_state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write the adapter as the release's plain state_dict ``embedding_change_weights.pth``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save({k: v.detach().cpu().contiguous() for k, v in adapter_state.items()}, path)
+    state = {k: v.detach().cpu().contiguous() for k, v in adapter_state.items()}
+    atomic_write(path, lambda f: torch.save(state, f))

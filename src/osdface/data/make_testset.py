@@ -21,9 +21,7 @@ their entry) unless ``overwrite``; a folder made with another preset/seed/size i
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..files import write_text_atomic
 from ..image_utils import read_image, write_image_atomic
 from .datasets import MANIFEST_NAME, DatasetError, scan_images
 from .degradations import DegradationConfig, as_degradation_config, degrade, rng_for, target_for
@@ -64,15 +63,7 @@ def image_key(name: str) -> int:
 
 
 def _write_json_atomic(data: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def _previous_entries(manifest_path: Path, header: dict, overwrite: bool) -> dict[str, dict]:

@@ -18,13 +18,12 @@ import io
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import write_text_atomic
 from .registry import METRICS
 
 MISSING = "–"  # en dash, as the paper
@@ -100,21 +99,6 @@ TABLE3_COLUMNS = [
 
 
 # ----------------------------------------------------------------------------- atomic files
-
-
-def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------- per-image CSV, means JSON
