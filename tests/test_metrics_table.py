@@ -175,7 +175,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(table.os, "replace", boom)
+    monkeypatch.setattr("osdface.files.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_text_atomic(target, "new")
     assert target.read_text() == "old"
