@@ -38,7 +38,7 @@ def write_faces(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 def test_restore_folder_with_our_format(tmp_path, capsys, tiny_model_dir, tiny_pipe):
     inputs = write_faces(tmp_path / "in", 3)
-    code, err = run_cli(["restore", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+    code, err = run_cli(["restore", "--aligned", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_model_dir,
                          "--batch-size", 2, "--device", "cpu", "-q"], capsys)
     assert code == 0 and "restored 3, skipped 0" in err
     expected = tiny_pipe([np.asarray(Image.open(p)) for p in inputs], output_type="np").images
@@ -55,7 +55,7 @@ def test_restore_from_official_release_folder(tmp_path, capsys, tiny_release, ti
         lambda cls, r, sd, **kw: original(cls, r, sd, vre_config=TINY_VRE, adapter_config=TINY_ADAPTER,
                                           sample_size=TINY_SIZE, **kw)))
     write_faces(tmp_path / "in", 2)
-    code, err = run_cli(["restore", tmp_path / "in" / "face1.png", "-o", tmp_path / "out", "--weights",
+    code, err = run_cli(["restore", "--aligned", tmp_path / "in" / "face1.png", "-o", tmp_path / "out", "--weights",
                          tiny_release, "--sd-model", tiny_sd, "-q"], capsys)
     assert code == 0 and (tmp_path / "out" / "face1.png").is_file() and not (tmp_path / "out" / "face0.png").exists()
 
@@ -78,7 +78,7 @@ def test_bad_files_get_one_line_each_and_the_rest_goes_on(tmp_path, capsys, tiny
     (tmp_path / "in" / "truncated.png").write_bytes(good[: len(good) // 2])
     (tmp_path / "in" / "empty.jpg").write_bytes(b"")
     (tmp_path / "in" / "notes.png").write_text("not an image")
-    code, err = run_cli(["restore", tmp_path / "in", tmp_path / "missing.png", "-o", tmp_path / "out",
+    code, err = run_cli(["restore", "--aligned", tmp_path / "in", tmp_path / "missing.png", "-o", tmp_path / "out",
                          "--weights", tiny_model_dir, "-q"], capsys)
     assert code == 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -95,7 +95,7 @@ def test_existing_outputs_skipped_unless_overwrite(tmp_path, capsys, tiny_model_
     sentinel = tmp_path / "out" / "face0.png"
     Image.new("RGB", (5, 5), (1, 2, 3)).save(sentinel)
     before = sentinel.read_bytes()
-    args = ["restore", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_model_dir, "-q"]
+    args = ["restore", "--aligned", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_model_dir, "-q"]
     code, err = run_cli(args, capsys)
     assert code == 0 and "restored 1, skipped 1" in err and sentinel.read_bytes() == before
     code, err = run_cli(args + ["--overwrite"], capsys)
@@ -107,11 +107,11 @@ def test_inputs_are_never_overwritten_and_name_clashes_reported(tmp_path, capsys
     inputs = write_faces(tmp_path / "in", 2)
     Image.fromarray(face_images(1)[0]).save(tmp_path / "in" / "face0.jpg")
     before = {p: p.read_bytes() for p in (tmp_path / "in").iterdir()}
-    code, err = run_cli(["restore", tmp_path / "in", "-o", tmp_path / "in", "--format", "same",
+    code, err = run_cli(["restore", "--aligned", tmp_path / "in", "-o", tmp_path / "in", "--format", "same",
                          "--overwrite", "--weights", tiny_model_dir, "-q"], capsys)
     assert code == 1 and err.count("would overwrite an input file") == 3
     assert {p: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before
-    code, err = run_cli(["restore", *inputs, tmp_path / "in" / "face0.jpg", "-o", tmp_path / "out",
+    code, err = run_cli(["restore", "--aligned", *inputs, tmp_path / "in" / "face0.jpg", "-o", tmp_path / "out",
                          "--weights", tiny_model_dir, "-q"], capsys)
     assert code == 1 and "output name face0.png is already used by" in err
 
@@ -138,7 +138,7 @@ def test_sharding_under_torchrun_two_processes(tmp_path, tiny_model_dir):
     write_faces(tmp_path / "in", 5)
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "osdface", "restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights",
+           "osdface", "restore", "--aligned", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights",
            str(tiny_model_dir), "--device", "cpu", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

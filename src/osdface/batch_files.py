@@ -8,19 +8,32 @@ while the rest goes on.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import ImageReadError
+from .files import write_text_atomic
 from .image_utils import list_images, read_image, write_image_atomic
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+
+
+@dataclass
+class RestoredFile:
+    """What ``restore_batch`` returns per input: the main output image, extra files to write next to
+    it (path relative to the output folder → HWC uint8 image or JSON-ready dict), and an optional
+    note for the report (e.g. "no face found")."""
+
+    image: np.ndarray
+    extras: dict[str, Union[np.ndarray, dict]] = field(default_factory=dict)
+    note: Optional[str] = None
 
 
 @dataclass
@@ -28,9 +41,11 @@ class BatchReport:
     done: list[Path] = field(default_factory=list)  # outputs written
     skipped: list[Path] = field(default_factory=list)  # outputs already present
     failed: list[str] = field(default_factory=list)  # one line each: "<file>: <reason>"
+    notes: list[str] = field(default_factory=list)  # one line each: "<file>: <remark>", not failures
 
     def summary(self) -> str:
-        return f"restored {len(self.done)}, skipped {len(self.skipped)} (already present), failed {len(self.failed)}"
+        text = f"restored {len(self.done)}, skipped {len(self.skipped)} (already present), failed {len(self.failed)}"
+        return text + (f", {len(self.notes)} notes" if self.notes else "")
 
 
 def shard() -> tuple[int, int]:
@@ -63,14 +78,16 @@ def plan_outputs(inputs: Sequence[Path], output_dir: Path, fmt: str) -> tuple[li
 def restore_files(
     inputs: Sequence[str | Path],
     output_dir: str | Path,
-    restore_batch: Callable[[list[np.ndarray], list[Path]], list[np.ndarray]],
+    restore_batch: Callable[[list[np.ndarray], list[Path]], list[Union[np.ndarray, RestoredFile]]],
     batch_size: int = 4,
     overwrite: bool = False,
     fmt: str = "png",
     progress: bool = True,
     log: Optional[Callable[[str], None]] = None,
+    read: Callable[[Path], np.ndarray] = read_image,
 ) -> BatchReport:
-    """Read, restore (``restore_batch(images, paths) -> images``, HWC uint8 RGB) and write every input.
+    """Read (``read``), restore (``restore_batch(images, paths)`` → HWC uint8 images or
+    RestoredFile) and write every input with its extras.
 
     Under a multi-process launch each process takes every WORLD_SIZE-th file of the sorted list.
     """
@@ -95,7 +112,7 @@ def restore_files(
         images, ok = [], []
         for src, dst in chunk:
             try:
-                images.append(read_image(src))
+                images.append(read(src))
                 ok.append((src, dst))
             except ImageReadError as err:
                 report.failed.append(str(err))
@@ -108,10 +125,20 @@ def restore_files(
                     report.failed.append(f"{src}: restoration failed ({type(err).__name__}: {err})")
                     log(f"error: {report.failed[-1]}")
                 restored = []
-            for (src, dst), image in zip(ok, restored):
+            for (src, dst), result in zip(ok, restored):
+                result = result if isinstance(result, RestoredFile) else RestoredFile(result)
                 try:
-                    write_image_atomic(image, dst)
+                    for rel, extra in result.extras.items():
+                        target = output_dir / rel
+                        if isinstance(extra, np.ndarray):
+                            write_image_atomic(extra, target)
+                        else:
+                            write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
+                    write_image_atomic(result.image, dst)  # last: its presence means "done"
                     report.done.append(dst)
+                    if result.note:
+                        report.notes.append(f"{src}: {result.note}")
+                        log(f"note: {report.notes[-1]}")
                 except OSError as err:
                     report.failed.append(f"{dst}: cannot write output ({err.strerror or err})")
                     log(f"error: {report.failed[-1]}")

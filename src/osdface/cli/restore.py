@@ -1,4 +1,4 @@
-"""``osdface restore``: restore aligned face crops (files or folders)."""
+"""``osdface restore``: restore every face in photos (default) or aligned face crops (--aligned)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,41 @@ from ..batch_files import FORMATS
 def restore(
     inputs: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images (png, jpg, webp, bmp, tif).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the restored images (created if needed).")],
+    aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are aligned face crops (FFHQ-style): restore each as one face, no detection.")] = False,
+    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is resized with Lanczos-4, faces are restored at 512.")] = 1.0,
+    only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Photo mode: restore only the face nearest the centre.")] = False,
+    min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
+    max_faces: Annotated[Optional[int], typer.Option(min=1, help="Photo mode: restore at most this many faces per photo, the largest first.")] = None,
+    fidelity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend each restored face with its input crop: 0 = the model's output (default), 1 = the input. OSDFace itself has no fidelity control; this is a pixel blend.")] = 0.0,
+    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Photo mode: match each restored face's low-frequency colour to the original (AdaIN).")] = True,
+    save_faces: Annotated[bool, typer.Option("--save-faces", help="Photo mode: also write cropped_faces/ and restored_faces/ (STEM_NN.png).")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Also write compare/STEM.png: input | output side by side.")] = False,
+    sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="Photo mode: write STEM.json with every face's box, landmarks, score and affine.")] = True,
+    detector: Annotated[str, typer.Option(help="Photo mode: face detector name (mtcnn: weights from the facenet-pytorch package).")] = "mtcnn",
+    detector_weights: Annotated[Optional[str], typer.Option(help="Photo mode: local weights for the detector (a folder or file, detector-specific).")] = None,
     sd_model: Annotated[Optional[str], typer.Option(help="SD 2.1-base: a local diffusers folder or a hub id. Default: $OSDFACE_HOME/stable-diffusion-2-1-base. Not needed for a merged osdface folder.")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Our format (made by `osdface convert`) or the official release folder. Default: $OSDFACE_HOME/osdface, then $OSDFACE_HOME/osdface-release.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass (photo mode: faces of several photos are batched together).")] = 4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps. auto picks CUDA (LOCAL_RANK's GPU under torchrun/accelerate), then MPS, then CPU.")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 (half precision: GPUs; on CPU bfloat16 is slow without AMX).")] = "float32",
     posterior: Annotated[str, typer.Option(help="VAE posterior: 'mode' (deterministic, default) or 'sample' (as the official code, seeded by --seed).")] = "mode",
-    seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each image gets its own generator, so results do not depend on batching or sharding.")] = 114,
-    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's).")] = "png",
+    seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each face gets its own generator, so results do not depend on batching or sharding.")] = 114,
+    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's). RGBA inputs keep alpha in png/webp.")] = "png",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Restore ALIGNED face crops (FFHQ-style, face centred) in one diffusion step.
+    """Restore faces in one diffusion step: every face of whole photos (default), or aligned crops.
 
-    Square inputs are resized to 512×512 and come out 512×512, as in the official code. Non-square
-    inputs are edge-padded to a square, restored, and the padding is cropped off again: the output
-    keeps the aspect ratio with its long side 512.
+    **Photos** (default): faces are detected (5 landmarks), aligned to the FFHQ template at 512,
+    restored in batches across photos, and pasted back with a feathered mask and colour matching.
+    The output has the input's size (times --upscale); grayscale stays grayscale, RGBA keeps its
+    alpha, 16-bit inputs are written as 8-bit, EXIF orientation is applied. A photo with no face is
+    copied through (upscaled if asked) and reported as a note, not a failure. Photos over 100 MP are
+    refused with a clear error.
+
+    **Aligned crops** (--aligned): square inputs are resized to 512×512 and come out 512×512, as
+    in the official code. Non-square inputs are edge-padded to a square, restored, and the padding is
+    cropped off again: the output keeps the aspect ratio with its long side 512.
 
     Outputs keep the input's file name (with the --format suffix). Existing outputs are skipped
     unless --overwrite; input files are never written to. A file that cannot be read gets one error
@@ -41,6 +60,7 @@ def restore(
 
     from ..batch_files import restore_files
     from ..errors import OSDFaceError
+    from ..image_utils import read_image, read_photo
     from ..loading import load_pipeline
 
     if posterior not in ("mode", "sample"):
@@ -49,14 +69,67 @@ def restore(
         raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
     pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype)
 
-    def restore_batch(images, paths):
-        generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
-        out = pipe(images, batch_size=batch_size, posterior=posterior, generator=generators,
-                   output_type="np").images
-        return list(out)
+    if aligned:
+        from ..batch_files import RestoredFile
+        from ..photos import blend_fidelity, compare_image
+
+        def restore_batch(images, paths):
+            generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
+            out = pipe(images, batch_size=batch_size, posterior=posterior, generator=generators,
+                       output_type="np").images
+            results = []
+            for src, before, after in zip(paths, images, out):
+                after = blend_fidelity(after, before, fidelity)
+                extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
+                results.append(RestoredFile(after, extras))
+            return results
+
+        read = read_image
+    else:
+        from ..photos import make_face_restorer
+
+        restorer = make_face_restorer(pipe, detector=detector, detector_weights=detector_weights, upscale=upscale,
+                                      only_center_face=only_center_face, min_face_size=min_face_size,
+                                      max_faces=max_faces, color_match=color_match, fidelity=fidelity,
+                                      batch_size=batch_size, posterior=posterior, seed=seed)
+
+        def restore_batch(images, paths):
+            results = restorer.restore_many(images, batch_size=batch_size)
+            return [_photo_outputs(src, before, result, upscale, fmt, save_faces, compare, sidecar)
+                    for src, before, result in zip(paths, images, results)]
+
+        read = read_photo
 
     report = restore_files(inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
-                           fmt=fmt, progress=not quiet)
+                           fmt=fmt, progress=not quiet, read=read)
     typer.echo(report.summary(), err=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_faces: bool, compare: bool,
+                   sidecar: bool):
+    """One photo's RestoredFile: the photo, its sidecar JSON, optional faces and comparison."""
+    from ..batch_files import RestoredFile
+    from ..photos import compare_image, face_records
+
+    image = result.image
+    note = None
+    suffix = src.suffix.lower() if fmt == "same" else FORMATS[fmt]
+    if image.ndim == 3 and image.shape[2] == 4 and suffix in (".jpg", ".jpeg", ".bmp"):
+        image = image[..., :3]
+        note = f"alpha channel dropped: {suffix} has none (use --format png to keep it)"
+    extras: dict = {}
+    if sidecar:
+        h, w = before.shape[:2]
+        extras[f"{src.stem}.json"] = {"input": str(src), "input_size_wh": [w, h], "upscale": upscale,
+                                      "faces": face_records(result)}
+    if save_faces:
+        for i, face in enumerate(result.faces):
+            extras[f"cropped_faces/{src.stem}_{i:02d}.png"] = face.cropped
+            extras[f"restored_faces/{src.stem}_{i:02d}.png"] = face.restored
+    if compare:
+        extras[f"compare/{src.stem}.png"] = compare_image(before, image)
+    if not result.faces:
+        note = "no face found; copied through" + (f" (upscaled ×{upscale:g})" if upscale != 1 else "")
+    return RestoredFile(image, extras, note)
