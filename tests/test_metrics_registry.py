@@ -97,14 +97,12 @@ def test_directions_and_backends():
             assert spec.pyiqa_name and spec.function is None
 
 
-def test_placeholders_for_deg_and_lmd():
-    for name in ("deg", "lmd"):
+def test_deg_and_lmd_are_builtin_full_reference_metrics():
+    for name, function in (("deg", "osdface.metrics.identity:compute_deg"),
+                           ("lmd", "osdface.metrics.landmarks:compute_lmd")):
         spec = METRICS[name]
-        assert spec.backend == "builtin" and spec.function is None and spec.mode == "FR"
-        status = metric_status(name)
-        assert status.startswith("unavailable: ") and "not implemented" in status
-        with pytest.raises(ValueError, match="no builtin implementation"):
-            resolve_function(name)
+        assert spec.backend == "builtin" and spec.mode == "FR" and spec.function == function
+        assert callable(resolve_function(name))
 
 
 def test_builtin_functions_resolve_and_run():

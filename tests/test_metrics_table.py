@@ -75,8 +75,8 @@ def test_table1_missing_values_get_footnotes():
         "dists": None,
         "musiq": float("nan"),
         "niqe": 3.9,
-        "deg": metric_status("deg"),
-        "lmd": metric_status("lmd"),
+        "deg": "unavailable: ArcFace weights not found",
+        "lmd": "unavailable: FAN weights not found",
     }  # fid_* absent
     reasons = {"ours": {"dists": "pyiqa unavailable: torchvision missing"}}
     md = render_table1({"ours": ours, "paper": OSDFACE_T1}, reasons=reasons)
@@ -89,7 +89,7 @@ def test_table1_missing_values_get_footnotes():
     notes = [line for line in md.splitlines() if line.startswith("[^")]
     assert notes[0] == "[^1]: pyiqa unavailable: torchvision missing"
     assert notes[1] == "[^2]: not computed"
-    assert "Deg. is not implemented yet" in notes[2]
+    assert notes[2] == "[^3]: unavailable: ArcFace weights not found"
     assert len(notes) == 4
 
 

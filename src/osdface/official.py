@@ -49,7 +49,7 @@ def check_release_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
-def _check_keys(loaded: dict, expected: dict, source: str) -> None:
+def check_state_dict_keys(loaded: dict, expected: dict, source: str) -> None:
     missing = sorted(set(expected) - set(loaded))
     unexpected = sorted(set(loaded) - set(expected))
     wrong = [f"{k} {tuple(loaded[k].shape)}≠{tuple(expected[k].shape)}"
@@ -81,7 +81,7 @@ def read_vre_state_dict(path: str | os.PathLike, expected: dict[str, torch.Tenso
             vre[key] = value
     if not vre:
         raise WeightsFormatError(f"{path}: no '{VRE_PREFIX}*' keys: not an OSDFace/DAEFR association checkpoint")
-    _check_keys(vre, expected, str(path))
+    check_state_dict_keys(vre, expected, str(path))
     return vre
 
 
@@ -91,7 +91,7 @@ def read_adapter_state_dict(path: str | os.PathLike, expected: dict[str, torch.T
     if not isinstance(state, dict):
         raise WeightsFormatError(f"{path}: expected a state_dict, got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    _check_keys(state, expected, str(path))
+    check_state_dict_keys(state, expected, str(path))
     return state
 
 

@@ -4,6 +4,8 @@ Usage:
     osdface restore faces/ --output restored/
     osdface convert weights/osdface-release --sd-model weights/stable-diffusion-2-1-base --output weights/osdface
     osdface degrade ffhq_val/ --output celeba_like_lq/ --preset daefr --gt-dir celeba_like_hq/
+    osdface evaluate --pred OSDFace=results/ --gt celeba_like_hq/ --output eval/
+    osdface benchmark --random-weights
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import sys
 
 import typer
 
-from . import convert, degrade, restore
+from . import benchmark, convert, degrade, evaluate, restore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="OSDFace: one-step diffusion face restoration.")
 app.command("restore")(restore.restore)
 app.command("convert")(convert.convert)
 app.command("degrade")(degrade.degrade)
+app.command("evaluate")(evaluate.evaluate)
+app.command("benchmark")(benchmark.benchmark)
 
 
 def main() -> None:

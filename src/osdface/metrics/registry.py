@@ -5,11 +5,12 @@ Every metric of the OSDFace evaluation (SPEC §7.2, paper Tables 1–2) has one 
 it expects, whether higher is better, and who computes it (``backend``):
 
 - ``"builtin"``: our own code in ``osdface.metrics`` (``function`` names it; ``None`` = planned, not
-  implemented yet: Deg. and LMD are specs only here, see SPEC §7.3–7.4);
+  implemented yet). Deg., LMD and FID are builtin and need local weight files (``weights``); the
+  dataset-level FID specs are computed by ``osdface.metrics.evaluate`` from accumulated features;
 - ``"pyiqa"``: ``pyiqa.create_metric(pyiqa_name, **pyiqa_options)``, called with ``pyiqa_call_options``
   (FID's reference statistics). pyiqa imports torchvision, so it is an optional extra.
 
-For a builtin spec, ``pyiqa_name``/``pyiqa_options`` name the pyiqa metric it reproduces (NIQE).
+For a builtin spec, ``pyiqa_name``/``pyiqa_options`` name the pyiqa metric it reproduces (NIQE, FID).
 Nothing here imports torch, pyiqa or torchvision.
 """
 
@@ -221,6 +222,47 @@ _SPECS = [
         mode="NR",
         level="dataset",
         higher_is_better=False,
+        input_range="a folder of uint8 RGB images, resized to 299x299 (clean: PIL bicubic; pytorch-fid: bilinear)",
+        color_space="RGB",
+        backend="builtin",
+        function="osdface.metrics.fid:compute_fid",
+        pyiqa_name="fid",
+        pyiqa_options={},
+        pyiqa_call_options={
+            "dataset_name": "FFHQ",
+            "dataset_res": 512,
+            "mode": "clean",
+            "dataset_split": "trainval70k",
+        },
+        weights="Inception-v3 pt_inception-2015-12-05-6726825d.pth + FFHQ statistics "
+        "(ffhq_clean_trainval70k_512.npz or inception_FFHQ_512-f7b384ab.pth, or a folder: --fid-ref)",
+        notes="Paper Table 2's 'FID' is this one (FFHQ as reference). Which FFHQ statistics OSDFace used "
+        "is unknown (SPEC §7.2); the basicsr/VQFR route uses inception_FFHQ_512-f7b384ab.pth instead. "
+        "pyiqa's clean-fid is 'fid_ffhq_pyiqa'.",
+    ),
+    MetricSpec(
+        name="fid_hq",
+        label="FID(HQ)",
+        mode="FR",
+        level="dataset",
+        higher_is_better=False,
+        input_range="two folders of uint8 RGB images (restored, ground truth), resized to 299x299",
+        color_space="RGB",
+        backend="builtin",
+        function="osdface.metrics.fid:compute_fid",
+        pyiqa_name="fid",
+        pyiqa_options={},
+        pyiqa_call_options={"mode": "clean"},
+        weights="Inception-v3 pt_inception-2015-12-05-6726825d.pth",
+        notes="Restored set against the 3000 CelebA-Test ground truths (the paired GT images). "
+        "pyiqa's clean-fid is 'fid_hq_pyiqa'.",
+    ),
+    MetricSpec(
+        name="fid_ffhq_pyiqa",
+        label="FID(FFHQ)",
+        mode="NR",
+        level="dataset",
+        higher_is_better=False,
         input_range="a folder of images",
         color_space="RGB",
         backend="pyiqa",
@@ -233,11 +275,10 @@ _SPECS = [
             "dataset_split": "trainval70k",
         },
         weights="Inception-v3 (clean-fid) + ffhq_clean_trainval70k_512.npz statistics",
-        notes="Paper Table 2's 'FID' is this one (FFHQ as reference). Which FFHQ statistics OSDFace used "
-        "is unknown (SPEC §7.2); the basicsr/VQFR route uses inception_FFHQ_512-f7b384ab.pth instead.",
+        notes="Cross-check of the builtin 'fid_ffhq' through pyiqa/clean-fid (SPEC §7.2).",
     ),
     MetricSpec(
-        name="fid_hq",
+        name="fid_hq_pyiqa",
         label="FID(HQ)",
         mode="FR",
         level="dataset",
@@ -249,22 +290,23 @@ _SPECS = [
         pyiqa_options={},
         pyiqa_call_options={"mode": "clean"},
         weights="Inception-v3 (clean-fid)",
-        notes="Restored set against the 3000 CelebA-Test ground truths (fdir2 = GT folder).",
+        notes="Cross-check of the builtin 'fid_hq' through pyiqa/clean-fid (fdir2 = GT folder).",
     ),
-    # ----------------------------------------------------------------- planned (specs only)
+    # ----------------------------------------------------------------- builtin, local weights (SPEC §7.3–7.4)
     MetricSpec(
         name="deg",
         label="Deg.",
         mode="FR",
         level="image",
         higher_is_better=False,
-        input_range="uint8 image read as gray (cv2.imread(path, 0)), resized to 128x128, (x - 127.5) / 127.5",
-        color_space="gray (from BGR)",
+        input_range="image file read as gray (cv2.imread(path, 0)), resized to 128x128 (cv2 INTER_LINEAR), "
+        "(x - 127.5) / 127.5",
+        color_space="gray (the OpenCV decoder's)",
         backend="builtin",
-        function=None,
-        weights="ArcFace resnet_face18 (use_se=False), resnet18_110.pth",
+        function="osdface.metrics.identity:compute_deg",
+        weights="ArcFace resnet_face18 (use_se=False): resnet18_110.pth or arcface_resnet18.pth",
         notes="Identity angle in degrees, arccos of the embedding cosine (SPEC §7.3); pairs with deg < 1 "
-        "are excluded from the mean. Not implemented yet.",
+        "are excluded from the mean (VQFR), and counted.",
     ),
     MetricSpec(
         name="lmd",
@@ -272,13 +314,13 @@ _SPECS = [
         mode="FR",
         level="image",
         higher_is_better=False,
-        input_range="uint8 image resized to 256x256, RGB / 255",
+        input_range="uint8 image resized to 256x256 (cv2 INTER_LINEAR), RGB / 255",
         color_space="RGB",
         backend="builtin",
-        function=None,
+        function="osdface.metrics.landmarks:compute_lmd",
         weights="AWing FAN 4HG, 98 WFLW landmarks (alignment_WFLW_4HG.pth)",
-        notes="Mean Euclidean distance of the 98 landmarks in pixels at 512 px (SPEC §7.4). "
-        "Not implemented yet.",
+        notes="Mean Euclidean distance of the 98 landmarks in pixels of the input (512 px for CelebA-Test) "
+        "(SPEC §7.4).",
     ),
 ]
 
@@ -329,7 +371,8 @@ def metric_status(name: str) -> str:
     """``"available"`` or ``"unavailable: <reason>"`` for one metric (a planned metric says so).
 
     pyiqa metrics still need their weights: pyiqa downloads them on first use, so offline they must
-    already be in its cache.
+    already be in its cache. The builtin Deg., LMD and FID need local weight files (``spec.weights``);
+    ``osdface.metrics.evaluate`` reports a missing one as the reason the metric is unavailable.
     """
     spec = get_spec(name)
     if spec.backend == "pyiqa":
