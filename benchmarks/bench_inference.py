@@ -29,17 +29,9 @@ PAPER_GMACS = 2132
 
 
 def build_pipeline(layout: str):
-    from osdface.models.adapter import PromptAdapter
-    from osdface.models.stable_diffusion import build_sd21_base
-    from osdface.models.vre import VisualRepresentationEmbedder
-    from osdface.pipeline import OSDFacePipeline
+    from osdface.metrics.speed import build_random_pipeline
 
-    torch.manual_seed(0)
-    vae, unet = build_sd21_base()
-    vre = VisualRepresentationEmbedder()
-    with torch.no_grad():  # features and codes on one scale, so the selection is realistic
-        vre.quantize.embedding.weight.normal_(0, 0.05)
-    pipe = OSDFacePipeline(vre, PromptAdapter(), vae, unet)
+    pipe = build_random_pipeline()
     return pipe.channels_last() if layout == "channels_last" else pipe
 
 
@@ -62,14 +54,6 @@ def timed_components(pipe, lq: torch.Tensor) -> tuple[torch.Tensor, dict[str, fl
         times["vae_decode"] = time.perf_counter() - t
     times["total"] = sum(times.values())
     return out, times
-
-
-def count_macs(pipe, lq: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        pipe.restore_tensor(lq)
-    return counter.get_total_flops() / 2  # one MAC = two FLOPs
 
 
 def child_peak(layout: str) -> None:
@@ -102,8 +86,12 @@ def main() -> None:
     print("\nparameters (M): " + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in counts.items())
           + f", total {total / 1e6:.1f}  (paper: {PAPER_PARAMS_M})")
     if not args.skip_macs:
-        macs = count_macs(pipe, torch.rand(1, 3, 512, 512) * 2 - 1)
-        print(f"MACs per face: {macs / 1e9:.0f} G  (paper: {PAPER_GMACS} G)")
+        from osdface.metrics.speed import count_macs
+
+        lq = torch.rand(1, 3, 512, 512) * 2 - 1
+        macs, layer_macs = count_macs(pipe, lq), count_macs(pipe, lq, layers_only=True)
+        print(f"MACs per face: {macs / 1e9:.0f} G in all, {layer_macs / 1e9:.0f} G in conv + linear layers "
+              f"(paper: {PAPER_GMACS} G)")
 
     results: dict[str, dict[int, dict[str, float]]] = {}
     outputs = {}

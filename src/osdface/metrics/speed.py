@@ -107,19 +107,20 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def count_params(pipe) -> dict[str, int]:
-    from ..pipeline import param_counts
+def count_macs(pipe, lq: torch.Tensor, layers_only: bool = False) -> float:
+    """Multiply-accumulates of ``pipe.restore_tensor(lq)`` (FLOPs / 2), for the whole batch.
 
-    return param_counts(pipe)
-
-
-def count_macs(pipe, lq: torch.Tensor) -> float:
-    """Multiply-accumulates of ``pipe.restore_tensor(lq)`` (FLOPs / 2), for the whole batch."""
+    ``layers_only`` counts conv and linear layers alone, as counters like thop (used for papers'
+    tables) do; by default every op torch's FLOP counter knows is included.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         pipe.restore_tensor(lq)
-    return counter.get_total_flops() / 2
+    if not layers_only:
+        return counter.get_total_flops() / 2
+    per_op = counter.get_flop_counts()["Global"]
+    return sum(v for op, v in per_op.items() if str(op).split(".")[1] in ("convolution", "mm", "addmm")) / 2
 
 
 def time_per_face(pipe, lq: torch.Tensor, repeats: int = 3, warmup: int = 1) -> float:
@@ -159,13 +160,15 @@ def benchmark_pipeline(
     log: Callable[[str], None] | None = None,
 ) -> SpeedResult:
     """Measure ``pipe`` on its device and dtype (see the module docstring). Batch 1 is always timed first."""
+    from ..pipeline import param_counts
+
     log = log or (lambda message: None)
     size = size or pipe.sample_size
     device = pipe.device
     sizes = sorted({1, *batch_sizes})
     if any(bs < 1 for bs in sizes):
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-    result = SpeedResult(str(device), str(pipe.dtype).removeprefix("torch."), size, count_params(pipe), {},
+    result = SpeedResult(str(device), str(pipe.dtype).removeprefix("torch."), size, param_counts(pipe), {},
                          weights=weights)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -192,15 +195,17 @@ def benchmark_pipeline(
 
 
 def build_random_pipeline(seed: int = 0):
-    """The full-size release architecture with random weights (offline): SD 2.1-base VAE + UNet, VRE, adapter."""
+    """The full-size release architecture with random weights (offline): SD 2.1-base VAE + UNet, VRE,
+    adapter; built on the meta device and filled in place, so memory peaks at the weights' size."""
     from ..models.adapter import PromptAdapter
-    from ..models.stable_diffusion import build_sd21_base
+    from ..models.stable_diffusion import build_sd21_base, fill_random_
     from ..models.vre import VisualRepresentationEmbedder
     from ..pipeline import OSDFacePipeline
 
-    torch.manual_seed(seed)
     vae, unet = build_sd21_base(seed)
-    vre = VisualRepresentationEmbedder()
+    with torch.device("meta"):
+        vre, adapter = VisualRepresentationEmbedder(), PromptAdapter()
+    fill_random_(vre, seed + 2), fill_random_(adapter, seed + 3)
     with torch.no_grad():  # codebook on the scale of the features, so the token selection is realistic
-        vre.quantize.embedding.weight.normal_(0, 0.05)
-    return OSDFacePipeline(vre, PromptAdapter(), vae, unet)
+        vre.quantize.embedding.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(seed + 4))
+    return OSDFacePipeline(vre, adapter, vae, unet)

@@ -36,10 +36,34 @@ def _model_config(part: str) -> dict:
     return {k: v for k, v in sd21_base_config(part).items() if not k.startswith("_")}
 
 
+@torch.no_grad()
+def fill_random_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights, in place: a module built on the meta device is materialised on the CPU first.
+
+    Matrices/kernels get N(0, 1/fan_in) (activations keep a realistic scale), norm weights 1, other
+    vectors and buffers 0. Building on "meta" then filling never holds a second copy of the weights,
+    so peak memory is the weights themselves, as when real weights are loaded.
+    """
+    if any(p.is_meta for p in module.parameters()):
+        module.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if p.ndim > 1:
+            p.normal_(0, p[0].numel() ** -0.5, generator=g)
+        elif "norm" in name and name.endswith("weight"):
+            p.fill_(1.0)
+        else:
+            p.zero_()
+    for b in module.buffers():
+        b.zero_()
+    return module
+
+
 def build_sd21_base(seed: int = 0) -> tuple[AutoencoderKL, UNet2DConditionModel]:
     """Full-size SD 2.1-base VAE and UNet with random weights (offline; benchmarks, MAC counts)."""
-    torch.manual_seed(seed)
-    return AutoencoderKL(**_model_config("vae")), UNet2DConditionModel(**_model_config("unet"))
+    with torch.device("meta"):
+        vae, unet = AutoencoderKL(**_model_config("vae")), UNet2DConditionModel(**_model_config("unet"))
+    return fill_random_(vae, seed), fill_random_(unet, seed + 1)
 
 
 def alphas_cumprod_from_config(scheduler_config: dict) -> torch.Tensor:
