@@ -22,6 +22,7 @@ from .errors import WeightsFormatError, WeightsNotFoundError
 from .files import atomic_write
 from .models.lora import LORA_WEIGHT_NAME
 from .safe_pickle import safe_torch_load
+from .state_dicts import check_state_dict_keys
 
 VRE_FILE = "associate_2.ckpt"
 ADAPTER_FILE = "embedding_change_weights.pth"
@@ -47,23 +48,6 @@ def check_release_folder(path: str | os.PathLike) -> Path:
             f"files from {RELEASE_URL} into that folder, or pass --weights DIR."
         )
     return folder
-
-
-def check_state_dict_keys(loaded: dict, expected: dict, source: str) -> None:
-    missing = sorted(set(expected) - set(loaded))
-    unexpected = sorted(set(loaded) - set(expected))
-    wrong = [f"{k} {tuple(loaded[k].shape)}≠{tuple(expected[k].shape)}"
-             for k in sorted(set(loaded) & set(expected)) if loaded[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys ({', '.join(missing[:4])}{', …' if len(missing) > 4 else ''})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:4])}"
-                         f"{', …' if len(unexpected) > 4 else ''})")
-        if wrong:
-            parts.append(f"{len(wrong)} wrong shapes ({', '.join(wrong[:3])})")
-        raise WeightsFormatError(f"{source}: " + "; ".join(parts))
 
 
 def read_vre_state_dict(path: str | os.PathLike, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -241,11 +241,9 @@ class _Resources:
         return self._models[key]
 
     def metrics_folder(self) -> Path:
-        if self.weights_dir:
-            return self.weights_dir
-        from ..models.stable_diffusion import weights_home
+        from ..state_dicts import metric_weights_dir
 
-        return weights_home() / "metrics"
+        return metric_weights_dir(self.weights_dir)
 
     @property
     def fid_mode(self) -> str:

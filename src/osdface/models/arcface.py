@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
-from ..official import check_state_dict_keys
+from ..state_dicts import check_state_dict_keys, metric_weights_dir, unwrap_state_dict
 from ..safe_pickle import safe_torch_load
 
 EMBEDDING_DIM = 512
@@ -198,17 +198,11 @@ class ResNetArcFace(nn.Module):
 def default_arcface_path(weights_dir: str | Path | None = None) -> Path:
     """The first of ``ARCFACE_FILES`` found in ``weights_dir`` (default ``$OSDFACE_HOME/metrics``), else
     the path of the first name (which then does not exist)."""
-    folder = Path(weights_dir).expanduser() if weights_dir else _metrics_home()
+    folder = metric_weights_dir(weights_dir)
     for name in ARCFACE_FILES:
         if (folder / name).is_file():
             return folder / name
     return folder / ARCFACE_FILES[0]
-
-
-def _metrics_home() -> Path:
-    from .stable_diffusion import weights_home
-
-    return weights_home() / "metrics"
 
 
 def missing_arcface_message(path: Path) -> str:
@@ -223,17 +217,7 @@ def missing_arcface_message(path: Path) -> str:
 def arcface_state_dict(checkpoint, expected: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """A loaded checkpoint object (plain, ``module.``-prefixed, or under 'state_dict'/'params'/'params_ema')
     → a state dict with exactly the keys of ``expected`` (``num_batches_tracked`` filled in when absent)."""
-    state = checkpoint
-    for wrapper in ("params_ema", "params", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFormatError(f"{source}: not an ArcFace state dict (got {type(state).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    for key, value in expected.items():  # checkpoints from PyTorch < 0.4.1
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value.clone()
+    state = unwrap_state_dict(checkpoint, expected, source, "ArcFace")
     try:
         check_state_dict_keys(state, expected, source)
     except WeightsFormatError as err:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
-from ..official import check_state_dict_keys
+from ..state_dicts import check_state_dict_keys, metric_weights_dir, unwrap_state_dict
 from ..safe_pickle import safe_torch_load
 
 FAN_FILE = "alignment_WFLW_4HG.pth"
@@ -240,11 +240,7 @@ def calculate_points(heatmaps: np.ndarray, quirks: bool = True) -> np.ndarray:
 
 def default_fan_path(weights_dir: str | Path | None = None) -> Path:
     """``weights_dir/alignment_WFLW_4HG.pth`` (default folder ``$OSDFACE_HOME/metrics``)."""
-    if weights_dir:
-        return Path(weights_dir).expanduser() / FAN_FILE
-    from .stable_diffusion import weights_home
-
-    return weights_home() / "metrics" / FAN_FILE
+    return metric_weights_dir(weights_dir) / FAN_FILE
 
 
 def missing_fan_message(path: Path) -> str:
@@ -257,13 +253,7 @@ def missing_fan_message(path: Path) -> str:
 
 def fan_state_dict(checkpoint, expected: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """``{'state_dict': ...}`` (the public file) or a plain state dict → checked state dict."""
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFormatError(f"{source}: not a FAN state dict (got {type(state).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    for key, value in expected.items():  # files from PyTorch < 0.4.1
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value.clone()
+    state = unwrap_state_dict(checkpoint, expected, source, "FAN", wrappers=("state_dict",))
     try:
         check_state_dict_keys(state, expected, source)
     except WeightsFormatError as err:

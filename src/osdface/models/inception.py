@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
-from ..official import check_state_dict_keys
+from ..state_dicts import check_state_dict_keys, metric_weights_dir, unwrap_state_dict
 from ..safe_pickle import safe_torch_load
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -207,11 +207,7 @@ class FIDInceptionV3(nn.Module):
 
 def default_inception_path(weights_dir: str | Path | None = None) -> Path:
     """``weights_dir/pt_inception-2015-12-05-6726825d.pth`` (default folder ``$OSDFACE_HOME/metrics``)."""
-    if weights_dir:
-        return Path(weights_dir).expanduser() / INCEPTION_FILE
-    from .stable_diffusion import weights_home
-
-    return weights_home() / "metrics" / INCEPTION_FILE
+    return metric_weights_dir(weights_dir) / INCEPTION_FILE
 
 
 def missing_inception_message(path: Path) -> str:
@@ -223,13 +219,8 @@ def missing_inception_message(path: Path) -> str:
 
 def inception_state_dict(checkpoint, expected: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """A plain (optionally ``module.``-prefixed or 'state_dict'-wrapped) state dict → checked state dict."""
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFormatError(f"{source}: not an Inception state dict (got {type(state).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("AuxLogits.")}
-    for key, value in expected.items():  # the converted TF weights may lack these buffers
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value.clone()
+    state = unwrap_state_dict(checkpoint, expected, source, "Inception", wrappers=("state_dict",),
+                              skip_prefixes=("AuxLogits.",))
     try:
         check_state_dict_keys(state, expected, source)
     except WeightsFormatError as err:
