@@ -31,6 +31,7 @@ def test_config_layers_and_type_checks(tmp_path):
     (tmp_path / "c.yaml").write_text("steps: 20\noptim:\n  lr: 2.0e-4\n")
     cfg = load_config(Cfg, tmp_path / "c.yaml", ["optim.betas=[0.5, 0.9]", "roots=[x, y]", "loss=vanilla", "optim.lr=1"])
     assert cfg.steps == 20 and cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert load_config(Cfg, overrides=["optim.lr=1e-4"]).optim.lr == 1e-4  # YAML reads "1e-4" as text
     assert cfg.optim.betas == (0.5, 0.9) and cfg.roots == ("x", "y") and cfg.loss == "vanilla"
     assert config_to_dict(cfg)["optim"] == {"lr": 1.0, "betas": [0.5, 0.9]}
     assert load_config(Cfg, base=config_to_dict(cfg)) == cfg  # what a checkpoint stores, read back

@@ -61,6 +61,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return _build(annotation, value, prefix=f"{key}.")
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {value!r}") from None
     if annotation is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if annotation in (int, float, str) and not isinstance(value, annotation) or (
