@@ -62,7 +62,7 @@ def test_input_types_output_types_range_and_shape(tiny_pipe):
     t = torch.from_numpy(arr).permute(2, 0, 1).float() / 127.5 - 1
     pt = tiny_pipe(t, output_type="pt").images
     assert pt.shape == (1, 3, TINY_SIZE, TINY_SIZE) and pt.min() >= -1 and pt.max() <= 1
-    np.testing.assert_array_equal(np.asarray(pil[0]), np_out[0])
+    assert np.abs(np.asarray(pil[0]).astype(int) - np_out[0].astype(int)).max() <= 1  # batch 1 vs 2: fp noise
     # truncation as torchvision's ToPILImage: floor(255·x)
     expected = torch.floor((pt[0].permute(1, 2, 0) * 0.5 + 0.5) * 255).to(torch.uint8).numpy()
     assert np.abs(expected.astype(int) - np_out[0].astype(int)).max() <= 1

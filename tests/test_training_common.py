@@ -27,11 +27,21 @@ class Cfg:
     optim: Optim = dataclasses.field(default_factory=Optim)
 
 
+@dataclasses.dataclass
+class Prec:
+    precision: Literal["no", "fp16", "bf16"] = "bf16"
+    flag: bool = True
+
+
 def test_config_layers_and_type_checks(tmp_path):
     (tmp_path / "c.yaml").write_text("steps: 20\noptim:\n  lr: 2.0e-4\n")
     cfg = load_config(Cfg, tmp_path / "c.yaml", ["optim.betas=[0.5, 0.9]", "roots=[x, y]", "loss=vanilla", "optim.lr=1"])
     assert cfg.steps == 20 and cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert load_config(Cfg, overrides=["optim.lr=1e-4"]).optim.lr == 1e-4  # YAML reads "1e-4" as text
+    (tmp_path / "p.yaml").write_text("precision: no\nflag: off\n")  # YAML 1.1 booleans
+    p = load_config(Prec, tmp_path / "p.yaml")
+    assert p.precision == "no" and p.flag is False
+    assert load_config(Prec, overrides=["precision=no", "flag=yes"]) == Prec("no", True)
     assert cfg.optim.betas == (0.5, 0.9) and cfg.roots == ("x", "y") and cfg.loss == "vanilla"
     assert config_to_dict(cfg)["optim"] == {"lr": 1.0, "betas": [0.5, 0.9]}
     assert load_config(Cfg, base=config_to_dict(cfg)) == cfg  # what a checkpoint stores, read back

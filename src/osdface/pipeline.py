@@ -144,7 +144,8 @@ class OSDFacePipeline:
         x0 = (z - (1 - a).sqrt() * e) / a.sqrt()
         return x0.to(latents.device, torch.float32)  # as the official code, before the decode dtype cast
 
-    def generate(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> dict[str, torch.Tensor]:
+    def generate(self, lq: torch.Tensor, generator=None, posterior: str = "mode",
+                 clamp: bool = True) -> dict[str, torch.Tensor]:
         """The one-step recipe with autograd left on (stage-2 training goes through here too).
 
         lq: (B, 3, H, W) in [-1, 1], H and W multiples of 8·2^(UNet levels − 1). Returns a dict with
@@ -152,6 +153,8 @@ class OSDFacePipeline:
         ``prompt_embeds``, ``latents`` (z_L, scaled) and ``pred_latents`` (ẑ_H, scaled).
         ``posterior``: ``"mode"`` (deterministic, default) or ``"sample"`` as the official code
         (then ``generator`` — one torch.Generator or a list of B — makes it reproducible).
+        ``clamp=False`` leaves the decoded image unclamped (training: no zero gradient where the
+        decoder overshoots [-1, 1]); inference always clamps, as the official code.
         """
         if posterior not in ("mode", "sample"):
             raise ValueError(f"posterior must be 'mode' or 'sample', got {posterior!r}")
@@ -175,7 +178,7 @@ class OSDFacePipeline:
         pred_latents = self.predict_x0(latents, eps)  # (B, 4, H/8, W/8)
         # 5. Decode and clamp
         image = self.vae.decode(pred_latents.to(self.dtype) / self.vae.config.scaling_factor).sample
-        return {"image": image.clamp(-1, 1), "prompt_embeds": prompt_embeds, "latents": latents,
+        return {"image": image.clamp(-1, 1) if clamp else image, "prompt_embeds": prompt_embeds, "latents": latents,
                 "pred_latents": pred_latents}
 
     @torch.inference_mode()

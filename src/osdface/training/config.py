@@ -25,6 +25,9 @@ class ConfigError(OSDFaceError):
     """A config file or override is invalid; the message names the key and the problem."""
 
 
+_BOOL_WORDS = {True: {"true", "yes", "on"}, False: {"false", "no", "off"}}
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check/convert ``value`` to the field type (int→float allowed, YAML lists→tuples)."""
     origin = typing.get_origin(annotation)
@@ -42,6 +45,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 files read `no`/`yes`/`off`/`on` as booleans
+            value = next((a for a in args if isinstance(a, str) and a in _BOOL_WORDS[value]), value)
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
@@ -66,6 +71,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if annotation is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS[True] | _BOOL_WORDS[False]:
+        return value.lower() in _BOOL_WORDS[True]
     if annotation is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if annotation in (int, float, str) and not isinstance(value, annotation) or (
@@ -100,7 +107,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        word = raw.strip().lower()
+        # yes/no/on/off stay words (a Literal like mixed_precision="no" needs them; bool fields accept them)
+        value = raw.strip() if word in ("yes", "no", "on", "off") else (yaml.safe_load(raw) if raw.strip() else None)
         if isinstance(value, str) and raw.strip().lower() in ("none", "null"):
             value = None
         node = nested
