@@ -33,14 +33,10 @@ value), ``samples/val-step-*.png`` (LQ | restored | HQ), ``config.yaml`` and, at
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +58,7 @@ from ..models.lora import (
     LoraPair,
     add_lora_adapter,
     load_lora_file,
-    lora_state_dict,
-    parse_lora_state_dict,
 )
-from ..models.lora import merge_lora as merge_lora_weights
 from ..models.stable_diffusion import load_sd21_base
 from ..models.vre import VisualRepresentationEmbedder
 from ..pipeline import INDEX_FILE, OSDFacePipeline
@@ -73,6 +66,7 @@ from .checkpoint import CheckpointManager, load_trainable_state_dict
 from .common import RunLogger, batches_from, make_accelerator
 from .config import config_to_dict, save_config
 from .stage2_config import Stage2Config, find_checkpoint, load_run_config, load_stage2_config
+from .stage2_export import export_generator, trained_lora_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -608,80 +602,6 @@ def train(cfg: Stage2Config, resume: Optional[str | Path] = None) -> Stage2Resul
 
 # ----------------------------------------------------------------------------------------------
 # Export
-
-
-def trained_lora_pairs(unet: nn.Module) -> dict[str, LoraPair]:
-    """The UNet's PEFT LoRA as ``{module: LoraPair}`` (float32, CPU): what the release file holds."""
-    from peft import get_peft_model_state_dict
-
-    state = get_peft_model_state_dict(unet, adapter_name="default")
-    return parse_lora_state_dict({k: v.detach().float().cpu().clone() for k, v in state.items()}, "trained UNet")
-
-
-def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2Config, step: Optional[int] = None,
-                     lora: str = "separate", layouts: Sequence[str] = ("osdface", "release")) -> dict[str, Path]:
-    """Write the trained generator; returns the paths written. ``output_dir`` is replaced atomically.
-
-    - ``osdface/``: our format (``OSDFacePipeline.from_pretrained``). ``lora="separate"``: LoRA, VRE and
-      adapter only (~100 MB; loading needs SD 2.1-base, recorded as ``base_model``); ``"merged"``: the
-      merged UNet and the VAE too (loads alone, ~3.5 GB).
-    - ``release/``: the official layout (``OSDFacePipeline.from_official``): ``associate_2.ckpt`` (the
-      VRE, ``vqvae_LQ.*``), ``embedding_change_weights.pth`` (the adapter's plain state_dict) and
-      ``pytorch_lora_weights.safetensors`` (PEFT keys ``unet.<module>.lora_A/B.weight``, alpha = rank).
-    - ``export.json``: step, the architectures (``from_official`` needs ``vre_config`` /
-      ``adapter_config`` when they are not the release's) and the config.
-    """
-    from safetensors.torch import save_file
-
-    from ..official import write_adapter_weights, write_vre_checkpoint
-
-    if lora not in ("separate", "merged"):
-        raise ValueError(f"lora must be 'separate' or 'merged', got {lora!r}")
-    pairs = pipe.lora if pipe.lora is not None else trained_lora_pairs(pipe.unet)
-    out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    written: dict[str, Path] = {}
-    adapter_state = {k: v.detach().float().cpu() for k, v in pipe.adapter.state_dict().items()}
-    try:
-        if "osdface" in layouts:
-            if lora == "separate":
-                previous = pipe.lora
-                pipe.lora = pairs
-                try:
-                    pipe.save_pretrained(tmp / "osdface", lora="separate")
-                finally:
-                    pipe.lora = previous
-            else:
-                if pipe.base_model is None:
-                    raise OSDFaceError("a merged export needs the SD 2.1-base folder the LoRA was trained on "
-                                       "(pipe.base_model is not set)")
-                vae, unet, _ = load_sd21_base(pipe.base_model)
-                merge_lora_weights(unet, pairs)
-                adapter = copy.deepcopy(pipe.adapter).float().cpu()
-                merged = OSDFacePipeline(copy.deepcopy(pipe.vre).cpu(), adapter, vae, unet, pipe.scheduler_config,
-                                         timestep=pipe.timestep, sample_size=pipe.sample_size, lora=pairs,
-                                         lora_merged=True, base_model=pipe.base_model)
-                merged.save_pretrained(tmp / "osdface", lora="merged")
-            written["osdface"] = out / "osdface"
-        if "release" in layouts:
-            release = tmp / "release"
-            write_vre_checkpoint(pipe.vre.state_dict(), release / official.VRE_FILE)
-            write_adapter_weights(adapter_state, release / official.ADAPTER_FILE)
-            save_file(lora_state_dict(pairs), str(release / official.LORA_FILE))
-            written["release"] = out / "release"
-        info = {"step": step, "base_model": pipe.base_model, "timestep": pipe.timestep,
-                "sample_size": pipe.sample_size, "lora_rank": next(iter(pairs.values())).rank,
-                "lora_modules": len(pairs), "vre_config": dict(pipe.vre.config),
-                "adapter_config": dict(pipe.adapter.config), "config": config_to_dict(cfg)}
-        (tmp / "export.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return written
 
 
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, lora: str = "separate",
