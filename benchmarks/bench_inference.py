@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -58,12 +57,13 @@ def timed_components(pipe, lq: torch.Tensor) -> tuple[torch.Tensor, dict[str, fl
 
 def child_peak(layout: str) -> None:
     """Run in a fresh process: build, restore one face, print the peak resident memory."""
+    from osdface.metrics.speed import process_peak_rss
+
     pipe = build_pipeline(layout)
     lq = torch.rand(1, 3, 512, 512) * 2 - 1
-    build_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
+    build_rss = process_peak_rss() / 2**30
     pipe.restore_tensor(lq)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"peak_gb": peak, "after_build_gb": build_rss}))
+    print(json.dumps({"peak_gb": process_peak_rss() / 2**30, "after_build_gb": build_rss}))
 
 
 def main() -> None:

@@ -143,3 +143,16 @@ def test_alphas_at_399_match_the_spec(tiny_pipe):
     a = tiny_pipe.alphas_cumprod[399]
     assert abs(float(a) - 0.4260861) < 1e-6
     assert abs(1 / float(a) ** 0.5 - 1.5319737) < 1e-5
+
+
+def test_channels_last_layout_gives_the_same_output(tiny_pipe):
+    from osdface.loading import use_fast_layout
+
+    images = face_images(2)
+    ref = tiny_pipe(images, output_type="pt").images
+    use_fast_layout(tiny_pipe, "channels_last")
+    assert tiny_pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    out = tiny_pipe(images, output_type="pt").images
+    use_fast_layout(tiny_pipe, "nchw")
+    assert tiny_pipe.vae.decoder.conv_in.weight.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)

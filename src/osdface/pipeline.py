@@ -115,10 +115,11 @@ class OSDFacePipeline:
             torch.nn.Module.to(module, device=device, dtype=dtype)  # (diffusers' .to warns on plain casts)
         return self
 
-    def channels_last(self):
-        """Use channels-last memory layout for the convolutional parts (faster on CPU/GPU)."""
+    def channels_last(self, enable: bool = True):
+        """Channels-last memory layout for the 4-D weights (``enable=False``: back to NCHW); same outputs."""
+        layout = torch.channels_last if enable else torch.contiguous_format
         for module in self.modules():
-            module.to(memory_format=torch.channels_last)
+            torch.nn.Module.to(module, memory_format=layout)
         return self
 
     def merge_lora(self):

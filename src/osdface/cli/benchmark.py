@@ -32,7 +32,7 @@ def benchmark(
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes to time, e.g. 1,2,4 (batch 1 is always timed). auto: 1,2,4,8 on a GPU, 1,2 on CPU.")] = "auto",
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per batch size (the median is reported).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing batch 1 (one before each other batch size).")] = 1,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="Use the channels-last memory layout (often faster on CPU; `osdface restore` does not use it).")] = False,
+    layout: Annotated[str, typer.Option(help="Memory layout: auto (what `osdface restore` uses: channels-last on CPU, NCHW elsewhere) | nchw | channels_last.")] = "auto",
     no_macs: Annotated[bool, typer.Option("--no-macs", help="Skip counting MACs (one extra batch-1 run under the FLOP counter).")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the table as Markdown to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
@@ -45,7 +45,7 @@ def benchmark(
     same numbers as the real model; the output says which was used.
     """
     from ..errors import OSDFaceError, WeightsNotFoundError
-    from ..loading import DTYPES, load_pipeline, resolve_device
+    from ..loading import DTYPES, load_pipeline, resolve_device, use_fast_layout
     from ..metrics import speed
     from ..metrics.table import write_markdown
 
@@ -70,9 +70,8 @@ def benchmark(
     if pipe is None:
         log("building the full-size architecture with random weights")
         pipe = speed.build_random_pipeline().to(target, DTYPES[dtype])
-    if channels_last:
-        pipe.channels_last()
-        note += ", channels-last"
+    use_fast_layout(pipe, layout)
+    note += f", layout {layout}"
 
     result = speed.benchmark_pipeline(pipe, sizes, repeats=repeats, warmup=warmup, macs=not no_macs,
                                       weights=note, log=log)

@@ -138,7 +138,18 @@ def time_per_face(pipe, lq: torch.Tensor, repeats: int = 3, warmup: int = 1) -> 
 
 
 def process_peak_rss() -> int:
-    """Peak resident set size of this process in bytes (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process in bytes.
+
+    Linux: ``VmHWM`` of /proc/self/status (``ru_maxrss`` would include the parent's peak at fork
+    time, inherited across exec). Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
