@@ -49,8 +49,8 @@ def train(
     """Train stage 2 of OSDFace (the one-step generator) on CPU, one GPU or many (accelerate launch).
 
     The generator is the inference recipe (frozen VRE and VAE, LoRA UNet at T_L = 399, prompt adapter)
-    trained with MSE + EA-DISTS + identity + a latent GAN whose discriminator (SD encoder half + LoRA
-    + head) is trained alternately. Start from scratch (model.vre = a stage-1 VRE) or fine-tune the
+    trained with MSE + EA-DISTS + identity + a latent GAN whose discriminator (SD encoder half with LoRA
+    and a head) is trained alternately. Start from scratch (model.vre = a stage-1 VRE) or fine-tune the
     official release (model.init_from). At the end RUN/export holds osdface/ (load with
     `OSDFacePipeline.from_pretrained` or `osdface restore --weights`) and release/ (the official layout).
     """

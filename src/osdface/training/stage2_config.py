@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence
 
 from ..models.lora import DEFAULT_UNET_TARGETS
 from .checkpoint import CheckpointManager
@@ -120,8 +120,7 @@ class TrainConfig:
     batch_size: int = 2  # per process (paper: 2)
     max_steps: int = 150_000  # optimizer steps; each is one G update and one D update
     gradient_accumulation_steps: int = 1
-    # "no" | "fp16" | "bf16" (a bare `no` on the command line reads as YAML false: accepted as "no")
-    mixed_precision: Union[Literal["no", "fp16", "bf16"], bool] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False  # UNet, VAE decoder and discriminator blocks
     cpu: bool = False  # force CPU even when a GPU is there
     seed: int = 0
@@ -166,10 +165,6 @@ def resolve_config_path(path: str | Path) -> Path:
 def check_stage2_config(cfg: Stage2Config) -> Stage2Config:
     """Consistency checks that types alone cannot express; returns ``cfg``."""
     m, t, d = cfg.model, cfg.train, cfg.discriminator
-    if t.mixed_precision is False:
-        t.mixed_precision = "no"
-    elif t.mixed_precision is True:
-        raise ConfigError("train.mixed_precision must be no, fp16 or bf16")
     for name in ("batch_size", "max_steps", "gradient_accumulation_steps", "checkpoint_every", "log_every",
                  "validate_every"):
         if getattr(t, name) < 1:
