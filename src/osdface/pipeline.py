@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -32,6 +30,7 @@ from PIL import Image
 
 from . import __version__, official
 from .errors import WeightsFormatError, WeightsNotFoundError
+from .files import atomic_folder
 from .image_utils import numpy_to_pil, tensor_to_numpy, to_batch
 from .models.adapter import PromptAdapter
 from .models.lora import LORA_WEIGHT_NAME, LoraPair, add_lora_adapter, load_lora_file, lora_state_dict
@@ -281,11 +280,7 @@ class OSDFacePipeline:
         if lora == "separate" and self.lora is None:
             raise ValueError("this pipeline holds no separate LoRA weights; save with lora='merged'")
         save_dir = Path(save_dir)
-        if save_dir.exists():
-            raise FileExistsError(f"{save_dir} already exists; choose a new folder (nothing was overwritten)")
-        save_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.", dir=save_dir.parent))
-        try:
+        with atomic_folder(save_dir, replace=False) as tmp:
             self.vre.save_pretrained(tmp / "visual_embedder")
             self.adapter.save_pretrained(tmp / "prompt_adapter")
             (tmp / "scheduler").mkdir()
@@ -304,10 +299,6 @@ class OSDFacePipeline:
                      "format_version": FORMAT_VERSION, "timestep": self.timestep,
                      "sample_size": self.sample_size, "lora": lora, "base_model": self.base_model}
             (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-            os.replace(tmp, save_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return save_dir
 
     @classmethod

@@ -144,3 +144,15 @@ class CheckpointManager:
         if rng_file.is_file():  # a different world size resumes with rank 0's streams re-seeded by step
             set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
         return state
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A ``checkpoint-N`` folder as given, or the newest one of a run folder (``RUN/checkpoints/``)."""
+    path = Path(path).expanduser()
+    if (path / "state.json").is_file():
+        return path
+    latest = CheckpointManager(path / "checkpoints").latest()
+    if latest is None:
+        raise OSDFaceError(f"{path}: neither a training checkpoint (checkpoint-N/ with state.json) nor a run "
+                           "folder with checkpoints/")
+    return latest

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -41,12 +40,13 @@ import torch
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..files import atomic_folder
 from ..losses import gan
 from ..losses.association import AssociationLoss
 from ..losses.perceptual import LPIPS
 from ..models.patchgan import PatchDiscriminator
 from ..models.vqgan import VQAutoencoder
-from .checkpoint import CheckpointManager, load_trainable_state_dict
+from .checkpoint import CheckpointManager, find_checkpoint, load_trainable_state_dict
 from .common import RunLogger, batches_from, make_accelerator
 from .config import ConfigError, config_to_dict, save_config
 from .stage1_config import Stage1Config, load_stage1_config
@@ -117,17 +117,6 @@ class _Branch:
 
 # ----------------------------------------------------------------------------------------------
 # Loading weights (association init, export)
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A ``checkpoint-N`` folder as given, or the latest one of a run folder."""
-    path = Path(path).expanduser()
-    if (path / "state.json").is_file():
-        return path
-    latest = CheckpointManager(path / "checkpoints").latest()
-    if latest is None:
-        raise WeightsNotFoundError(f"{path}: neither a training checkpoint (checkpoint-N/) nor a run folder with checkpoints/")
-    return latest
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -469,9 +458,6 @@ def export_vre(checkpoint: str | Path, output_dir: str | Path | None = None) -> 
       ``logit_scale``, as DAEFR's checkpoint). ``OSDFacePipeline.from_official`` reads it with
       ``vre_config=`` the model's ``vre_config()`` (its ``double_normalize`` included).
     """
-    import os
-    import tempfile
-
     from safetensors.torch import load_file
 
     from ..official import VRE_FILE, VRE_PREFIX, write_vre_checkpoint
@@ -479,10 +465,8 @@ def export_vre(checkpoint: str | Path, output_dir: str | Path | None = None) -> 
     ckpt = find_checkpoint(checkpoint)
     cfg = load_stage1_config(base=CheckpointManager.read_state(ckpt)["config"])
     out = Path(output_dir) if output_dir is not None else ckpt.parent.parent / EXPORT_DIR
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     written: dict[str, Path] = {}
-    try:
+    with atomic_folder(out) as tmp:
         aes, discs = {}, {}
         for name in cfg.branches():
             aes[name] = build_autoencoder(cfg)
@@ -506,12 +490,6 @@ def export_vre(checkpoint: str | Path, output_dir: str | Path | None = None) -> 
             write_vre_checkpoint(lq.vre_state_dict(), tmp / VRE_FILE, extra=extra)
             written["visual_embedder"], written[VRE_FILE] = out / "visual_embedder", out / VRE_FILE
         save_config(cfg, tmp / "config.yaml")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from ..models.lora import DEFAULT_UNET_TARGETS
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, find_checkpoint
 from .config import ConfigError, load_config
 
 PACKAGED_PREFIX = "stage2_"
@@ -190,17 +190,6 @@ def load_stage2_config(path: str | Path | None = None, overrides: Sequence[str] 
     """Defaults ← ``base`` (a checkpoint's stored config) ← YAML ``path`` ← ``key=value`` overrides."""
     cfg = load_config(Stage2Config, resolve_config_path(path) if path is not None else None, overrides, base=base)
     return check_stage2_config(cfg)
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A ``checkpoint-N`` folder as given, or the newest one of a run folder."""
-    path = Path(path).expanduser()
-    if (path / "state.json").is_file():
-        return path
-    latest = CheckpointManager(path / "checkpoints").latest()
-    if latest is None:
-        raise ConfigError(f"{path}: neither a checkpoint folder (state.json) nor a run folder with checkpoints")
-    return latest
 
 
 def load_run_config(config: Optional[str | Path] = None, overrides: Sequence[str] = (),

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,6 +16,7 @@ from torch import nn
 
 from .. import official
 from ..errors import OSDFaceError
+from ..files import atomic_folder
 from ..models.lora import LoraPair, lora_state_dict, parse_lora_state_dict
 from ..models.lora import merge_lora as merge_lora_weights
 from ..models.stable_diffusion import load_sd21_base
@@ -56,11 +54,9 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
         raise ValueError(f"lora must be 'separate' or 'merged', got {lora!r}")
     pairs = pipe.lora if pipe.lora is not None else trained_lora_pairs(pipe.unet)
     out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     written: dict[str, Path] = {}
     adapter_state = {k: v.detach().float().cpu() for k, v in pipe.adapter.state_dict().items()}
-    try:
+    with atomic_folder(out) as tmp:
         if "osdface" in layouts:
             if lora == "separate":
                 previous = pipe.lora
@@ -92,10 +88,4 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
                 "lora_modules": len(pairs), "vre_config": dict(pipe.vre.config),
                 "adapter_config": dict(pipe.adapter.config), "config": config_to_dict(cfg)}
         (tmp / "export.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
