@@ -63,3 +63,15 @@ def metric_weights_dir(weights_dir: str | Path | None = None) -> Path:
     from .models.stable_diffusion import weights_home
 
     return weights_home() / "metrics"
+
+
+def read_weights_file(path: str | Path):
+    """A ``.safetensors`` file, or a torch pickle read safely (``weights_only``, inert fallback)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    from .safe_pickle import safe_torch_load
+
+    return safe_torch_load(path)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..state_dicts import read_weights_file
 from ..models.vgg import IMAGENET_MEAN, IMAGENET_STD, load_vgg16_weights, make_vgg16_features
 
 DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
@@ -121,11 +122,7 @@ class DISTS(nn.Module):
 
 
 def _read_state(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights_file(path)
     for wrapper in ("params", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

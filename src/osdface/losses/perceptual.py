@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..state_dicts import read_weights_file
 from ..models.vgg import VGG16Features, load_vgg16_weights
 
 LPIPS_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
@@ -81,12 +82,7 @@ class LPIPS(nn.Module):
         if not path.is_file():
             raise WeightsNotFoundError(f"LPIPS lin weights not found at {path}: take lpips' weights/v0.1/{LPIPS_LIN_FILE} "
                                        "(pip package 'lpips' or github.com/richzhang/PerceptualSimilarity) and pass its path")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights_file(path)
         expected = {f"lin{k}.model.1.weight": (1, c, 1, 1) for k, c in enumerate(LPIPS_CHANNELS)}
         missing = [k for k in expected if k not in state]
         wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..state_dicts import read_weights_file
 
 # torchvision's "D" configuration: widths, "M" = 2×2 max pool.
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -65,12 +66,7 @@ def load_vgg16_weights(module: nn.Module, path: str | Path) -> None:
     if not path.is_file():
         raise WeightsNotFoundError(f"VGG16 weights not found at {path}: download torchvision's {VGG16_FILE} "
                                    "(ImageNet) and pass its path")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights_file(path)
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     expected = module.features.state_dict()
     missing = sorted(set(expected) - set(features))

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..state_dicts import read_weights_file
 from ..files import atomic_folder
 from ..losses import gan
 from ..losses.association import AssociationLoss
@@ -120,13 +121,7 @@ class _Branch:
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    from ..safe_pickle import safe_torch_load
-
-    state = safe_torch_load(path)
+    state = read_weights_file(path)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise WeightsFormatError(f"{path}: no state_dict inside")
