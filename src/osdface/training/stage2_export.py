@@ -38,8 +38,8 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
     """Write the trained generator; returns the paths written. ``output_dir`` is replaced atomically.
 
     - ``osdface/``: our format (``OSDFacePipeline.from_pretrained``). ``lora="separate"``: LoRA, VRE and
-      adapter only (~100 MB; loading needs SD 2.1-base, recorded as ``base_model``); ``"merged"``: the
-      merged UNet and the VAE too (loads alone, ~3.5 GB).
+      adapter only (~185 MB at rank 16; loading needs SD 2.1-base, recorded as ``base_model``); ``"merged"``: the
+      merged UNet and the VAE too (loads alone, ~3.9 GB).
     - ``release/``: the official layout (``OSDFacePipeline.from_official``): ``associate_2.ckpt`` (the
       VRE, ``vqvae_LQ.*``), ``embedding_change_weights.pth`` (the adapter's plain state_dict) and
       ``pytorch_lora_weights.safetensors`` (PEFT keys ``unet.<module>.lora_A/B.weight``, alpha = rank).
