@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = os.environ.get("OSDFACE_SLOW_WEIGHTS")
 pytestmark = [pytest.mark.slow,
@@ -26,8 +27,7 @@ def test_release_loads_restores_and_converts(tmp_path, real):
 
     release, sd = real
     pipe = OSDFacePipeline.from_official(release, sd)  # every VRE/adapter/LoRA key checked
-    face = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(skimage.data.astronaut()[:384, 40:424])
-                      .resize((512, 512)))
+    face = np.asarray(Image.fromarray(skimage.data.astronaut()[:384, 40:424]).resize((512, 512)))
     out = pipe(face, output_type="np").images[0]
     assert out.shape == (512, 512, 3) and 20 < out.mean() < 235 and out.std() > 10
     unmerged = OSDFacePipeline.from_official(release, sd, merge_lora=False)
