@@ -124,3 +124,14 @@ def test_over_size_limit_is_a_clear_error(tmp_path, monkeypatch):
     Image.new("RGB", (300, 200)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="big.png: 300×200 = 0 MP is over the 0 MP limit"):
         read_photo(tmp_path / "big.png", max_pixels=50_000)
+
+
+def test_restore_photo_api_on_a_pil_image_keeps_alpha_and_reports_faces(tiny_pipe):
+    from osdface.photos import restore_photo
+
+    rgba = np.dstack([skimage.data.astronaut(), np.full((512, 512), 200, np.uint8)])
+    result = restore_photo(tiny_pipe, Image.fromarray(rgba), upscale=2)
+    assert result.image.shape == (1024, 1024, 4) and (result.image[..., 3] == 200).all()
+    assert len(result.faces) == 1 and result.faces[0].restored.shape == (tiny_pipe.sample_size,) * 2 + (3,)
+    again = restore_photo(tiny_pipe, Image.fromarray(rgba), upscale=2)  # stateless: same call, same result
+    assert np.array_equal(again.image, result.image)

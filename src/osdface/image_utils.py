@@ -72,10 +72,11 @@ def read_photo(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> np
     EXIF orientation is applied; grayscale becomes three equal channels; 16-bit and float images
     are scaled to 8 bits. Photos over ``max_pixels`` raise ImageReadError before decoding.
     """
-    return _decode(path, _photo_array, max_pixels)
+    return _decode(path, pil_to_photo_array, max_pixels)
 
 
-def _photo_array(im: Image.Image) -> np.ndarray:
+def pil_to_photo_array(im: Image.Image) -> np.ndarray:
+    """PIL → HWC uint8: RGBA when the image has transparency, else RGB (as ``pil_to_numpy``)."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
     return pil_to_numpy(im)

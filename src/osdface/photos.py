@@ -18,10 +18,9 @@ from typing import Optional
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
 from .face import FaceRestorer, RestoreResult, create_detector
-from .image_utils import pil_to_numpy
+from .image_utils import pil_to_photo_array
 from .pipeline import OSDFacePipeline
 
 
@@ -80,14 +79,8 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str = "mtcnn", detect
 
 def restore_photo(pipe: OSDFacePipeline, image, **options) -> RestoreResult:
     """Restore every face of one photo (PIL image or HWC uint8 array); options as ``make_face_restorer``."""
-    array = image if isinstance(image, np.ndarray) else _pil_keep_alpha(image)
+    array = image if isinstance(image, np.ndarray) else pil_to_photo_array(image)
     return make_face_restorer(pipe, **options)(array)
-
-
-def _pil_keep_alpha(im: Image.Image) -> np.ndarray:
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
-    return pil_to_numpy(im)
 
 
 def face_records(result: RestoreResult, upscale: float = 1.0) -> list[dict]:
