@@ -230,15 +230,18 @@ def niqe_luma(x255: torch.Tensor, color_space: str = "yiq", numerics: str = "pyi
         return torch.round(rgb_to_y(x255, color_space))
     if color_space not in LUMA:
         raise ValueError(f"color_space must be one of {sorted(LUMA)}, got {color_space!r}")
-    # pyiqa: float32 RGB in [0, 1] @ float32 weights as a matmul over channels, back to [0, 255], rounded.
+    # pyiqa: float32 RGB in [0, 1] times float32 weights, summed over channels, back to [0, 255], rounded.
+    # pyiqa writes this as a matmul; a BLAS kernel's summation order (and FMA use) depends on the CPU's
+    # instruction set, and a pixel that lands on a .5 tie rounds differently. Elementwise float32 ops in
+    # the fixed order (R·w_r + G·w_g) + B·w_b, each rounded (no FMA), reproduce pyiqa's scores on every CPU.
     weights, offset = LUMA[color_space]
-    x01 = (x255 / 255.0).to(torch.float32).permute(0, 2, 3, 1)  # (n, H, W, 3)
+    x01 = (x255 / 255.0).to(torch.float32)  # (n, 3, H, W)
     if color_space == "ycbcr":  # pyiqa's rgb2ycbcr: (x @ [65.481, 128.553, 24.966] + 16) / 255
-        w = torch.tensor([c * 255.0 for c in weights], dtype=torch.float32).view(3, 1)
-        y = (x01 @ w + offset) / 255.0 * 255.0  # (n, H, W, 1)
-    else:
-        y = (x01 @ torch.tensor(weights, dtype=torch.float32).view(3, 1)) * 255.0  # (n, H, W, 1)
-    return torch.round(y).permute(0, 3, 1, 2).to(torch.float64)
+        weights = [c * 255.0 for c in weights]
+    w = [torch.tensor(c, dtype=torch.float32) for c in weights]
+    y = (x01[:, 0:1] * w[0] + x01[:, 1:2] * w[1]) + x01[:, 2:3] * w[2]  # (n, 1, H, W) float32
+    y = (y + offset) / 255.0 * 255.0 if color_space == "ycbcr" else y * 255.0
+    return torch.round(y).to(torch.float64)
 
 
 def compute_niqe(
