@@ -5,6 +5,8 @@ Default places (``$OSDFACE_HOME``, else ``~/.cache/osdface``)::
     $OSDFACE_HOME/osdface/                      our format (made by ``osdface convert``), or
     $OSDFACE_HOME/osdface-release/              the official release's three files
     $OSDFACE_HOME/stable-diffusion-2-1-base/    SD 2.1-base (diffusers layout: unet/, vae/, scheduler/)
+
+and, when none of these is there, the bundled osdface-mini model (``osdface.bundled``).
 """
 
 from __future__ import annotations
@@ -57,27 +59,72 @@ def use_fast_layout(pipe: OSDFacePipeline, layout: str = "auto") -> OSDFacePipel
     return pipe.channels_last(layout == "channels_last" or (layout == "auto" and pipe.device.type == "cpu"))
 
 
-def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None, device: str = "auto",
-                  dtype: str = "float32") -> OSDFacePipeline:
-    """Our format if ``weights`` holds model_index.json, the official release if it holds
-    associate_2.ckpt; with no ``weights``, the default places in that order."""
-    if dtype not in DTYPES:
-        raise OSDFaceError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+MODELS = ("auto", "paper", "mini")
+
+
+def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[str, Path]:
+    """Which model to load: (kind, folder) with kind "ours" (model_index.json), "release" (the
+    official three files) or "bundled" (osdface-mini, shipped in the package).
+
+    Order: ``weights`` when given; else ``$OSDFACE_HOME/osdface``, then ``$OSDFACE_HOME/osdface-release``;
+    else (``model="auto"``) the bundled mini model. ``model="mini"`` takes the bundled one directly;
+    ``model="paper"`` never falls back to it.
+    """
+    from .bundled import bundled_available, bundled_dir
+
+    if model not in MODELS:
+        raise OSDFaceError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    if model == "mini":
+        if weights:
+            raise OSDFaceError("--model mini is the bundled model: it takes no --weights")
+        if not bundled_available():
+            raise WeightsNotFoundError(f"the bundled mini model is missing from this install ({bundled_dir()}); "
+                                       "reinstall osdface")
+        return "bundled", bundled_dir()
     ours, release = default_weights_dirs()
     candidates = [Path(weights).expanduser()] if weights else [ours, release]
-    sd = sd_model or str(default_sd_model())
     for folder in candidates:
         if (folder / INDEX_FILE).is_file():
-            pipe = OSDFacePipeline.from_pretrained(folder, sd_model=sd_model)
-            break
+            return "ours", folder
         if official.is_release_folder(folder):
-            pipe = OSDFacePipeline.from_official(folder, sd)
-            break
+            return "release", folder
+    if not weights and model == "auto" and bundled_available():
+        return "bundled", bundled_dir()
+    where = " or ".join(str(c) for c in candidates)
+    raise WeightsNotFoundError(
+        f"OSDFace weights not found in {where}. Download the three release files "
+        f"({', '.join(official.RELEASE_FILES)}) from {official.RELEASE_URL} into {release}, and "
+        f"SD 2.1-base into {default_sd_model()} (or pass --weights DIR and --sd-model PATH)."
+    )
+
+
+def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None, device: str = "auto",
+                  dtype: str = "float32", model: str = "auto", notify=None) -> OSDFacePipeline:
+    """The pipeline ``find_weights`` picks, on ``device`` in ``dtype``. ``notify(line)`` is told when
+    the bundled mini model is used (with its terms and how to get the paper's model)."""
+    from .bundled import NOTICE
+
+    if dtype != "auto" and dtype not in DTYPES:
+        raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target, notify)
+    kind, folder = find_weights(weights, model)
+    if kind == "release":
+        pipe = OSDFacePipeline.from_official(folder, sd_model or str(default_sd_model()))
     else:
-        where = " or ".join(str(c) for c in candidates)
-        raise WeightsNotFoundError(
-            f"OSDFace weights not found in {where}. Download the three release files "
-            f"({', '.join(official.RELEASE_FILES)}) from {official.RELEASE_URL} into {release}, and "
-            f"SD 2.1-base into {default_sd_model()} (or pass --weights DIR and --sd-model PATH)."
-        )
-    return use_fast_layout(pipe.to(resolve_device(device), DTYPES[dtype]))
+        pipe = OSDFacePipeline.from_pretrained(folder, sd_model=sd_model)
+    if kind == "bundled" and notify is not None:
+        notify(NOTICE)
+    return use_fast_layout(pipe.to(target, torch_dtype))
+
+
+def resolve_dtype(dtype: str, device: torch.device, notify=None) -> torch.dtype:
+    """``--dtype``: a name of ``DTYPES`` or ``auto`` (``hardware.auto_dtype``; ``notify`` is told the choice)."""
+    if dtype != "auto":
+        return DTYPES[dtype]
+    from .hardware import auto_dtype
+
+    chosen, reason = auto_dtype(device)
+    if notify is not None:
+        notify(f"--dtype auto: {str(chosen).removeprefix('torch.')} on {device.type} ({reason})")
+    return chosen

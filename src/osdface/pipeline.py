@@ -36,6 +36,7 @@ from .models.adapter import PromptAdapter
 from .models.lora import LORA_WEIGHT_NAME, LoraPair, add_lora_adapter, load_lora_file, lora_state_dict
 from .models.lora import merge_lora as merge_lora_weights
 from .models.stable_diffusion import alphas_cumprod_from_config, load_sd21_base, sd21_base_config
+from .models.space_to_depth import vae_class
 from .models.vre import VisualRepresentationEmbedder
 
 INDEX_FILE = "model_index.json"
@@ -108,10 +109,25 @@ class OSDFacePipeline:
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        """The autoencoder's weight dtype; float32 for a parameter-free one (space-to-depth: exact latents)."""
+        weight = next(self.vae.parameters(), None)
+        return weight.dtype if weight is not None else torch.float32
+
     def to(self, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None):
-        """Move every component (like ``nn.Module.to``); returns self."""
-        for module in self.modules():
-            torch.nn.Module.to(module, device=device, dtype=dtype)  # (diffusers' .to warns on plain casts)
+        """Move every component (like ``nn.Module.to``); returns self.
+
+        ``dtype`` applies to the VAE and the UNet (the work). The VRE and the adapter stay float32 (float64
+        when asked) whatever ``dtype`` is: the VRE's nearest-code selection in half precision picks other
+        codes (a changed token moves output pixels by up to ~0.6), and both cost little. x0 is always
+        computed in float64 (``predict_x0``).
+        """
+        exact = dtype if dtype in (None, torch.float32, torch.float64) else torch.float32
+        for module in (self.vre, self.adapter):
+            torch.nn.Module.to(module, device=device, dtype=exact)  # (diffusers' .to warns on plain casts)
+        for module in (self.vae, self.unet):
+            torch.nn.Module.to(module, device=device, dtype=dtype)
         return self
 
     def channels_last(self, enable: bool = True):
@@ -158,26 +174,27 @@ class OSDFacePipeline:
         """
         if posterior not in ("mode", "sample"):
             raise ValueError(f"posterior must be 'mode' or 'sample', got {posterior!r}")
-        lq = lq.to(self.device, self.dtype)
+        lq = lq.to(self.device, torch.promote_types(lq.dtype, torch.float32))  # the VRE sees the input unrounded
+        vae_dtype = self.vae_dtype
         # 1. Visual prompt from the VRE
         prompt_embeds = self.visual_prompt(lq)  # (B, 77, 1024)
         # 2. Encode the LQ face to latents
-        dist = self.vae.encode(lq).latent_dist  # mean/std (B, 4, H/8, W/8)
+        dist = self.vae.encode(lq.to(vae_dtype)).latent_dist  # mean/std (B, 4, H/8, W/8)
         if posterior == "mode":
             latents = dist.mode()
         elif isinstance(generator, list):
             noise = torch.cat([torch.randn(dist.mean[:1].shape, generator=g, device=g.device, dtype=torch.float32)
-                               for g in generator]).to(self.device, self.dtype)
+                               for g in generator]).to(self.device, vae_dtype)
             latents = dist.mean + dist.std * noise
         else:
             latents = dist.sample(generator=generator)
         latents = latents * self.vae.config.scaling_factor  # (B, 4, H/8, W/8)
         # 3. One UNet pass at T_L; the clean LQ latent is the input (no noise added)
-        eps = self.unet(latents, self.timestep, encoder_hidden_states=prompt_embeds).sample
+        eps = self.unet(latents.to(self.dtype), self.timestep, encoder_hidden_states=prompt_embeds).sample
         # 4. x0 from the predicted noise (float64)
         pred_latents = self.predict_x0(latents, eps)  # (B, 4, H/8, W/8)
         # 5. Decode and clamp
-        image = self.vae.decode(pred_latents.to(self.dtype) / self.vae.config.scaling_factor).sample
+        image = self.vae.decode(pred_latents.to(vae_dtype) / self.vae.config.scaling_factor).sample
         return {"image": image.clamp(-1, 1) if clamp else image, "prompt_embeds": prompt_embeds, "latents": latents,
                 "pred_latents": pred_latents}
 
@@ -304,7 +321,12 @@ class OSDFacePipeline:
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, os.PathLike], sd_model: Union[str, os.PathLike, None] = None,
                         merge_lora: bool = True, dtype: torch.dtype = torch.float32) -> "OSDFacePipeline":
-        """Load a folder written by ``save_pretrained`` (no pickle, no merge for the merged layout)."""
+        """Load a folder written by ``save_pretrained`` (no pickle, no merge for the merged layout).
+        ``"mini"`` (when no such folder exists here) is the bundled osdface-mini model."""
+        from .bundled import BUNDLED_NAME, bundled_dir
+
+        if str(model_dir) == BUNDLED_NAME and not Path(BUNDLED_NAME).exists():
+            model_dir = bundled_dir()
         model_dir = Path(model_dir).expanduser()
         index_path = model_dir / INDEX_FILE
         if not index_path.is_file():
@@ -319,7 +341,7 @@ class OSDFacePipeline:
         scheduler_config = json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text())
         pairs = None
         if index["lora"] == "merged":
-            vae = AutoencoderKL.from_pretrained(model_dir / "vae")
+            vae = vae_class(model_dir / "vae").from_pretrained(model_dir / "vae")
             unet = UNet2DConditionModel.from_pretrained(model_dir / "unet")
             merged = True
         else:

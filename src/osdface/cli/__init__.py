@@ -15,13 +15,14 @@ import sys
 
 import typer
 
-from . import benchmark, convert, degrade, evaluate, restore, train, train_vre
+from . import align, benchmark, convert, degrade, evaluate, restore, train, train_vre
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="OSDFace: one-step diffusion face restoration.")
 app.command("restore")(restore.restore)
 app.command("convert")(convert.convert)
 app.command("degrade")(degrade.degrade)
+app.command("align")(align.align)
 app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
 app.command("train-vre")(train_vre.train_vre)
@@ -44,10 +45,24 @@ def main() -> None:
         sys.exit(2)
     except (typer.Exit, SystemExit) as stop:
         sys.exit(getattr(stop, "exit_code", getattr(stop, "code", 0)))
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
+    except Exception as err:
+        if _is_usage_error(err):  # a bad flag or argument: one line, exit 2
+            print(f"error: {_usage_message(err)} (see `osdface {_command_name()} --help`)", file=sys.stderr)
+            sys.exit(2)
         raise
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """click's parameter/usage errors, and the copies of them that typer ≥ 0.29 bundles (typer._click)."""
+    return any(cls.__name__ in ("UsageError", "ClickException") and cls.__module__.endswith("click.exceptions")
+               for cls in type(err).__mro__)
+
+
+def _usage_message(err: Exception) -> str:
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    return " ".join(message.split())  # one line
+
+
+def _command_name() -> str:
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return words[0] if words and words[0] in {c.name for c in app.registered_commands} else ""

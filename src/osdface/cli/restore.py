@@ -14,7 +14,7 @@ def restore(
     inputs: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images (png, jpg, webp, bmp, tif).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the restored images (created if needed).")],
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are aligned face crops (FFHQ-style): restore each as one face, no detection.")] = False,
-    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is resized with Lanczos-4, faces are restored at 512.")] = 1.0,
+    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is resized with Lanczos-4, faces are restored at the model's size (512; 128 for mini).")] = 1.0,
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Photo mode: restore only the face nearest the centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="Photo mode: restore at most this many faces per photo, the largest first.")] = None,
@@ -26,7 +26,8 @@ def restore(
     detector: Annotated[str, typer.Option(help="Photo mode: face detector name (mtcnn: weights from the facenet-pytorch package).")] = "mtcnn",
     detector_weights: Annotated[Optional[str], typer.Option(help="Photo mode: local weights for the detector (a folder or file, detector-specific).")] = None,
     sd_model: Annotated[Optional[str], typer.Option(help="SD 2.1-base: a local diffusers folder or a hub id. Default: $OSDFACE_HOME/stable-diffusion-2-1-base. Not needed for a merged osdface folder.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Our format (made by `osdface convert`) or the official release folder. Default: $OSDFACE_HOME/osdface, then $OSDFACE_HOME/osdface-release.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Our format (made by `osdface convert`) or the official release folder. Default: $OSDFACE_HOME/osdface, then $OSDFACE_HOME/osdface-release, then the bundled mini model.")] = None,
+    model: Annotated[str, typer.Option(help="auto | paper | mini. auto: --weights or the paper's weights where installed, else the bundled osdface-mini (128 px, trained on UTKFace, non-commercial). paper: never fall back to mini. mini: the bundled model.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass (photo mode: faces of several photos are batched together).")] = 4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps. auto picks CUDA (LOCAL_RANK's GPU under torchrun/accelerate), then MPS, then CPU.")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 (half precision: GPUs; on CPU bfloat16 is slow without AMX).")] = "float32",
@@ -38,16 +39,19 @@ def restore(
 ) -> None:
     """Restore faces in one diffusion step: every face of whole photos (default), or aligned crops.
 
-    **Photos** (default): faces are detected (5 landmarks), aligned to the FFHQ template at 512,
-    restored in batches across photos, and pasted back with a feathered mask and colour matching.
+    **Photos** (default): faces are detected (5 landmarks), aligned to the FFHQ template at the
+    model's size (512; 128 for the bundled mini model), restored in batches across photos, and pasted back with a feathered mask and colour matching.
     The output has the input's size (times --upscale); grayscale stays grayscale, RGBA keeps its
     alpha, 16-bit inputs are written as 8-bit, EXIF orientation is applied. A photo with no face is
     copied through (upscaled if asked) and reported as a note, not a failure. Photos over 100 MP are
     refused with a clear error.
 
-    **Aligned crops** (--aligned): square inputs are resized to 512×512 and come out 512×512, as
-    in the official code. Non-square inputs are edge-padded to a square, restored, and the padding is
-    cropped off again: the output keeps the aspect ratio with its long side 512.
+    **Aligned crops** (--aligned): square inputs are resized to the model's size S (512; 128 for
+    mini) and come out S×S, as in the official code. Non-square inputs are edge-padded to a square,
+    restored, and the padding is cropped off again: the output keeps the aspect ratio with long side S.
+
+    **Weights**: --weights, else $OSDFACE_HOME/osdface, else $OSDFACE_HOME/osdface-release, else the
+    bundled osdface-mini model (a note says so; --model picks explicitly).
 
     Outputs keep the input's file name (with the --format suffix). Existing outputs are skipped
     unless --overwrite; input files are never written to. A file that cannot be read gets one error
@@ -67,7 +71,8 @@ def restore(
         raise OSDFaceError(f"--posterior must be 'mode' or 'sample', got {posterior!r}")
     if fmt not in (*FORMATS, "same"):
         raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
-    pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype)
+    pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype, model=model,
+                         notify=lambda line: typer.echo(f"note: {line}", err=True))
 
     if aligned:
         from ..batch_files import RestoredFile

@@ -476,6 +476,17 @@ _DIFFACE = StageConfig(
     jpeg_range=(30, 100),
 )
 
+# The classic stage brought to 128 px faces (osdface-mini): blur kernel and sigma a quarter of 512 px's,
+# downsampling up to 4× (to a 32 px face), the same noise and slightly stronger JPEG (a 128 px face holds
+# fewer 8×8 blocks, so the same quality removes more of it; the range starts lower to cover web photos).
+_MINI = StageConfig(
+    kernel_sizes=(11,),
+    blur_sigma=(0.1, 2.5),
+    downsample_range=(1.0, 4.0),
+    noise_range=(0.0, 20.0),
+    jpeg_range=(40, 95),
+)
+
 PRESETS: dict[str, DegradationConfig] = {
     # GFPGAN v1 as trained, colour augmentation included (shift 20, torch-style jitter, 1% gray LQ only).
     "gfpgan": DegradationConfig(
@@ -494,6 +505,7 @@ PRESETS: dict[str, DegradationConfig] = {
     # Speculative readings of OSDFace's "dual-stage" model (SPEC §6.3): mild = DAEFR ranges,
     # severe = DifFace wide ranges, half of the samples each ("mix"), or mild then severe ("chain").
     "dual": DegradationConfig(name="dual", mode="mix", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5),
+    "mini": DegradationConfig(name="mini", stage=_MINI),
     "dual_chain": DegradationConfig(
         name="dual_chain", mode="chain", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5
     ),

@@ -98,8 +98,11 @@ def load_sd21_base(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.flo
             if not (local / part).is_dir():
                 raise WeightsNotFoundError(_missing_sd_message(source, f"no {part}/ subfolder"))
         source = str(local)
+    from .space_to_depth import vae_class
+
     try:
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
+        vae_cls = vae_class(Path(source) / "vae") if looks_local else AutoencoderKL
+        vae = vae_cls.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
         unet = (UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
                 if load_unet else None)
         scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler")

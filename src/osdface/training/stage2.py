@@ -129,9 +129,30 @@ def _initial_weights(cfg: Stage2Config):
     return vre, adapter, pairs
 
 
-def trainable_generator_parameters(pipe: OSDFacePipeline) -> list[nn.Parameter]:
-    """The LoRA parameters of the UNet and the adapter's (the only weights stage 2 changes)."""
-    return [p for n, p in pipe.unet.named_parameters() if "lora_" in n] + list(pipe.adapter.parameters())
+def trainable_generator_parameters(pipe: OSDFacePipeline, train_unet: str = "lora") -> list[nn.Parameter]:
+    """The weights stage 2 changes: the UNet's LoRA (``train_unet="lora"``) or the whole UNet
+    (``"full"``), and the adapter."""
+    unet = [p for n, p in pipe.unet.named_parameters() if train_unet == "full" or "lora_" in n]
+    return unet + list(pipe.adapter.parameters())
+
+
+def build_own_base(cfg: Stage2Config):
+    """(vae, unet, scheduler config) of a model of our own size (``model.unet_config``/``vae_config``):
+    fresh weights seeded by ``train.seed``, SD 2.1-base's noise schedule."""
+    from diffusers import UNet2DConditionModel
+
+    from ..models.space_to_depth import build_vae
+    from ..models.stable_diffusion import sd21_base_config
+
+    m = cfg.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        try:
+            unet = UNet2DConditionModel(**m.unet_config)
+            vae = build_vae(m.vae_config)
+        except (TypeError, ValueError) as err:
+            raise OSDFaceError(f"model.unet_config / model.vae_config: {err}") from None
+    return vae, unet, sd21_base_config("scheduler")
 
 
 def build_models(cfg: Stage2Config) -> tuple[OSDFacePipeline, Optional[LatentDiscriminator]]:
@@ -140,10 +161,15 @@ def build_models(cfg: Stage2Config) -> tuple[OSDFacePipeline, Optional[LatentDis
     names (SD 2.1-base, the VRE, the release or our format for fine-tuning)."""
     from ..loading import default_sd_model
 
-    sd_model = cfg.model.sd_model or str(default_sd_model())
-    vae, unet, scheduler_config = load_sd21_base(sd_model)
+    if cfg.model.unet_config is not None:
+        vae, unet, scheduler_config = build_own_base(cfg)
+        sd_model = None
+    else:
+        sd_model = cfg.model.sd_model or str(default_sd_model())
+        vae, unet, scheduler_config = load_sd21_base(sd_model)
     vre, adapter, pairs = _initial_weights(cfg)
-    return assemble_models(cfg, vae, unet, scheduler_config, vre, adapter, pairs, base_model=str(sd_model))
+    return assemble_models(cfg, vae, unet, scheduler_config, vre, adapter, pairs,
+                           base_model=None if sd_model is None else str(sd_model))
 
 
 def assemble_models(cfg: Stage2Config, vae, unet, scheduler_config: dict, vre: VisualRepresentationEmbedder,
@@ -161,8 +187,11 @@ def assemble_models(cfg: Stage2Config, vae, unet, scheduler_config: dict, vre: V
     if cfg.losses.gan > 0:
         disc = LatentDiscriminator.from_unet(unet, head=d.head, lora_rank=d.lora_rank,
                                              lora_targets=d.lora_targets, mlp_hidden=d.mlp_hidden)
-    # 2. The generator's LoRA: the release's / ours (its modules and rank; alpha = rank), or fresh (B = 0).
-    if pairs is not None:
+    # 2. The generator's LoRA: the release's / ours (its modules and rank; alpha = rank), or fresh (B = 0);
+    #    none when the whole UNet is trained.
+    if m.train_unet == "full":
+        pass
+    elif pairs is not None:
         add_lora_adapter(unet, pairs)
     else:
         from peft import LoraConfig
@@ -170,8 +199,8 @@ def assemble_models(cfg: Stage2Config, vae, unet, scheduler_config: dict, vre: V
         unet.add_adapter(LoraConfig(r=m.lora_rank, lora_alpha=m.lora_rank, init_lora_weights="gaussian",
                                     target_modules=list(m.lora_targets)))
     pipe = OSDFacePipeline(vre, adapter, vae, unet, scheduler_config, timestep=m.timestep, sample_size=m.sample_size,
-                           lora=None, lora_merged=False, base_model=base_model)
-    for p in trainable_generator_parameters(pipe):  # the pipeline froze everything
+                           lora=None, lora_merged=m.train_unet == "full", base_model=base_model)
+    for p in trainable_generator_parameters(pipe, m.train_unet):  # the pipeline froze everything
         p.requires_grad_(True)
     return pipe, disc
 
@@ -460,8 +489,17 @@ def _checkpoint_parts(s: Stage2State) -> tuple[dict, dict, dict]:
     return modules, optimizers, schedulers
 
 
-def _warmup(steps: int):
-    return (lambda i: min(1.0, (i + 1) / steps)) if steps > 0 else (lambda i: 1.0)
+def _lr_factor(warmup: int, schedule: str = "constant", total: int = 1):
+    """The LambdaLR factor at optimizer step i: linear warm-up over ``warmup`` steps, then constant or a
+    cosine decay reaching 0 at step ``total``."""
+    def factor(i: int) -> float:
+        if i < warmup:
+            return (i + 1) / warmup
+        if schedule == "cosine":
+            progress = min(1.0, (i - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+    return factor
 
 
 def setup(cfg: Stage2Config, accelerator=None, models: Optional[tuple] = None) -> Stage2State:
@@ -480,7 +518,7 @@ def setup(cfg: Stage2Config, accelerator=None, models: Optional[tuple] = None) -
     # Frozen weights in the mixed-precision dtype, trainable ones in float32; the VRE stays float32
     # (its nearest-code selection is what the release computes in float32).
     weight_dtype, device = DTYPES[t.mixed_precision], accelerator.device
-    g_params = trainable_generator_parameters(pipe)
+    g_params = trainable_generator_parameters(pipe, cfg.model.train_unet)
     move = nn.Module.to  # (diffusers' ModelMixin.to warns about plain dtype casts)
     move(pipe.vae, device, weight_dtype)
     move(pipe.vre, device)
@@ -501,12 +539,13 @@ def setup(cfg: Stage2Config, accelerator=None, models: Optional[tuple] = None) -
             disc.enable_gradient_checkpointing()
     o = cfg.optim
     opt_g = torch.optim.AdamW(g_params, lr=o.lr_g, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _warmup(o.warmup_steps))
+    lr_factor = _lr_factor(o.warmup_steps, o.lr_schedule, t.max_steps)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_factor)
     generator = TrainableGenerator(pipe).train()
     opt_d = sched_d = None
     if disc is not None:
         opt_d = torch.optim.AdamW(d_params, lr=o.lr_d, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, _warmup(o.warmup_steps))
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_factor)
         generator, disc, opt_g, opt_d = accelerator.prepare(generator, disc.train(), opt_g, opt_d)
     else:
         generator, opt_g = accelerator.prepare(generator, opt_g)
@@ -589,7 +628,7 @@ def train(cfg: Stage2Config, resume: Optional[str | Path] = None) -> Stage2Resul
 
     # 4. Export the trained generator (our format + the official layout).
     pipe = s.pipe
-    pipe.lora = trained_lora_pairs(pipe.unet)
+    pipe.lora = trained_lora_pairs(pipe.unet) if cfg.model.train_unet == "lora" else None
     exports: dict = {}
     acc.wait_for_everyone()
     if main and t.export and last_saved == step:
@@ -616,7 +655,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, lora: str 
     cfg = load_stage2_config(base=state["config"], overrides=overrides)
     pipe, _ = build_models(dataclasses.replace(cfg, losses=dataclasses.replace(cfg.losses, gan=0.0)))  # no D
     load_trainable_state_dict(TrainableGenerator(pipe), load_file(str(ckpt / "generator.safetensors")), str(ckpt))
-    pipe.lora = trained_lora_pairs(pipe.unet)
+    pipe.lora = trained_lora_pairs(pipe.unet) if cfg.model.train_unet == "lora" else None
     return export_generator(pipe, output_dir, cfg, step=state["step"], lora=lora)
 
 

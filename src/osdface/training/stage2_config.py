@@ -49,6 +49,14 @@ class ModelConfig:
     vre: Optional[str] = None
     vre_config: Optional[dict[str, Any]] = None  # VRE architecture for .ckpt files (None: the release's)
     adapter_config: Optional[dict[str, Any]] = None  # PromptAdapter(in_dim, hidden_dim, out_dim); None: 512→256→1024
+    # A model of our own size instead of SD 2.1-base (osdface-mini): UNet2DConditionModel kwargs and an
+    # autoencoder config ({"_class_name": "SpaceToDepthAutoencoder", "factor": 4} or AutoencoderKL kwargs),
+    # built with fresh weights (seeded by train.seed); the scheduler stays SD 2.1-base's. Both or neither.
+    unet_config: Optional[dict[str, Any]] = None
+    vae_config: Optional[dict[str, Any]] = None
+    # What of the UNet is trained: "lora" (the paper: a LoRA on the frozen SD UNet) or "full" (every
+    # weight; for a UNet built from unet_config, which has no pretrained weights to keep).
+    train_unet: Literal["lora", "full"] = "lora"
     lora_rank: int = 16  # alpha = rank (scale 1), the release's convention
     lora_targets: tuple[str, ...] = DEFAULT_UNET_TARGETS  # PEFT target_modules (name or name suffix)
     timestep: int = 399  # T_L: the fixed timestep of the one step
@@ -112,6 +120,8 @@ class OptimConfig:
     eps: float = 1.0e-8
     max_grad_norm: Optional[float] = 1.0
     warmup_steps: int = 0  # linear warm-up of both learning rates
+    # after the warm-up: "constant" (the paper's) or "cosine" (decay to 0 at train.max_steps)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
 
 @dataclass
@@ -175,7 +185,12 @@ def check_stage2_config(cfg: Stage2Config) -> Stage2Config:
         raise ConfigError(f"model.timestep must be in [0, 1000), got {m.timestep}")
     if not 1 <= d.num_timesteps <= 1000:
         raise ConfigError(f"discriminator.num_timesteps must be in [1, 1000], got {d.num_timesteps}")
-    if m.sample_size % 8:
+    if (m.unet_config is None) != (m.vae_config is None):
+        raise ConfigError("model.unet_config and model.vae_config go together (a model of our own size)")
+    if m.train_unet == "full" and m.init_from:
+        raise ConfigError("model.train_unet=full trains a UNet built from model.unet_config; model.init_from "
+                          "(a LoRA to fine-tune) does not apply")
+    if m.unet_config is None and m.sample_size % 8:
         raise ConfigError(f"model.sample_size must be a multiple of 8 (the VAE's factor), got {m.sample_size}")
     for name in ("mse", "ea_dists", "identity", "gan"):
         if getattr(cfg.losses, name) < 0:

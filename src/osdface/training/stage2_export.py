@@ -52,7 +52,12 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
 
     if lora not in ("separate", "merged"):
         raise ValueError(f"lora must be 'separate' or 'merged', got {lora!r}")
-    pairs = pipe.lora if pipe.lora is not None else trained_lora_pairs(pipe.unet)
+    full_unet = cfg.model.train_unet == "full"
+    if full_unet:  # the whole UNet was trained: only our merged format can hold it
+        lora, layouts = "merged", [name for name in layouts if name != "release"]
+        pairs = None
+    else:
+        pairs = pipe.lora if pipe.lora is not None else trained_lora_pairs(pipe.unet)
     out = Path(output_dir)
     written: dict[str, Path] = {}
     adapter_state = {k: v.detach().float().cpu() for k, v in pipe.adapter.state_dict().items()}
@@ -65,6 +70,8 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
                     pipe.save_pretrained(tmp / "osdface", lora="separate")
                 finally:
                     pipe.lora = previous
+            elif full_unet:
+                _save_trained_unet(pipe, tmp / "osdface")
             else:
                 if pipe.base_model is None:
                     raise OSDFaceError("a merged export needs the SD 2.1-base folder the LoRA was trained on "
@@ -84,8 +91,19 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
             save_file(lora_state_dict(pairs), str(release / official.LORA_FILE))
             written["release"] = out / "release"
         info = {"step": step, "base_model": pipe.base_model, "timestep": pipe.timestep,
-                "sample_size": pipe.sample_size, "lora_rank": next(iter(pairs.values())).rank,
-                "lora_modules": len(pairs), "vre_config": dict(pipe.vre.config),
+                "sample_size": pipe.sample_size, "lora_rank": next(iter(pairs.values())).rank if pairs else None,
+                "lora_modules": len(pairs) if pairs else 0, "train_unet": cfg.model.train_unet, "vre_config": dict(pipe.vre.config),
                 "adapter_config": dict(pipe.adapter.config), "config": config_to_dict(cfg)}
         (tmp / "export.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return written
+
+
+def _save_trained_unet(pipe: OSDFacePipeline, folder: Path) -> None:
+    """Our merged format of a pipeline whose whole UNet was trained (float32 CPU copies; the training
+    pipeline is left as it is)."""
+    copy_of = lambda module: copy.deepcopy(module).float().cpu()  # noqa: E731
+    trained = OSDFacePipeline(copy_of(pipe.vre), copy_of(pipe.adapter), copy_of(pipe.vae), copy_of(pipe.unet),
+                              pipe.scheduler_config, timestep=pipe.timestep, sample_size=pipe.sample_size,
+                              lora=None, lora_merged=True, base_model=None)
+    trained.channels_last(False)
+    trained.save_pretrained(folder, lora="merged")

@@ -1,0 +1,42 @@
+"""``osdface align``: detect and align every face of photos to the FFHQ template (a training set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+
+def align(
+    inputs: Annotated[List[Path], typer.Argument(help="Photos and/or folders of photos.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the aligned crops (STEM_KK.png) and manifest.json.")],
+    size: Annotated[int, typer.Option(min=16, help="Side of the aligned crops in pixels (the model's sample_size: 512 for the paper's, 128 for mini).")] = 512,
+    only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Keep only the face nearest each photo's centre.")] = False,
+    min_face_size: Annotated[float, typer.Option(min=0, help="Ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
+    max_faces: Annotated[Optional[int], typer.Option(min=1, help="At most this many faces per photo, the largest first.")] = None,
+    detector: Annotated[str, typer.Option(help="Face detector name (mtcnn: weights from the facenet-pytorch package).")] = "mtcnn",
+    detector_weights: Annotated[Optional[str], typer.Option(help="Local weights for the detector (a folder or file, detector-specific).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Align again photos whose crops exist (default: keep them).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Align every face of PHOTOS to the FFHQ 5-point template at SIZE×SIZE, exactly as whole-photo
+    restoration aligns them, and write OUTPUT/STEM_KK.png plus OUTPUT/manifest.json (box, score,
+    landmarks and affine of each face; photos without a face; failures).
+
+    Photos without a face are listed (a note, not a failure); an unreadable photo costs one error
+    line and the rest goes on (exit status 1).
+    """
+    from ..face.align_folder import align_folder
+
+    summary = align_folder(inputs, output, size=size, detector=detector, detector_weights=detector_weights,
+                           overwrite=overwrite, progress=not quiet, only_center_face=only_center_face,
+                           min_face_size=min_face_size, max_faces=max_faces)
+    for line in summary.failed:
+        typer.echo(f"error: {line}", err=True)
+    if summary.no_face:
+        shown = ", ".join(summary.no_face[:5]) + (" …" if len(summary.no_face) > 5 else "")
+        typer.echo(f"note: no face found in {len(summary.no_face)} photo(s): {shown} (listed in manifest.json)", err=True)
+    typer.echo(str(summary), err=True)
+    if summary.failed:
+        raise typer.Exit(1)

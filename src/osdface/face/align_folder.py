@@ -1,0 +1,141 @@
+"""Align the faces of photos to the FFHQ template: the crops inference restores, as a training set.
+
+``osdface align PHOTOS... --output DIR --size N`` detects every face (the restorer's detector and
+selection rules), aligns it to the FFHQ 5-point template at N×N exactly as whole-photo restoration
+does (``FaceRestorer``'s alignment), and writes ``DIR/STEM_KK.png`` (KK: the face's index in the
+photo, largest first when ``max_faces`` cuts) plus ``DIR/manifest.json``::
+
+    {"size": 128, "detector": "mtcnn", "faces": [{"file": "a_00.png", "source": "photos/a.jpg",
+      "box": [...], "score": 0.99, "landmarks5": [[x, y], ...], "affine": [[...], [...]]}, ...],
+     "no_face": ["photos/b.jpg"], "failed": [{"source": "photos/c.jpg", "error": "..."}]}
+
+Re-runs skip photos whose crops exist (``overwrite=False``); photos aligned into the folder by earlier
+runs keep their manifest entries (so a long list can be fed in parts, e.g. through ``xargs``). Every
+write is atomic; inputs are never touched. A folder aligned at another size is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OSDFaceError
+from ..files import write_text_atomic
+from ..image_utils import list_images, read_photo, write_image_atomic
+from .alignment import estimate_affine, warp_face
+from .detection import FaceDetector, create_detector
+from .restorer import FaceRestorer, split_channels
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class AlignSummary:
+    """What ``align_folder`` did: face records, photos without a face, failures (one line each)."""
+
+    faces: list[dict] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: int = 0
+    photos: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.photos} photos: {len(self.faces)} faces aligned, {len(self.no_face)} without a face, "
+                f"{len(self.failed)} failed" + (f", {self.skipped} already done" if self.skipped else ""))
+
+
+def _select(detector: FaceDetector, options: dict):
+    """The restorer's selection rules (min score/size, centre face, max faces) without a model."""
+    return FaceRestorer(lambda crops: crops, detector=detector, **options).select
+
+
+def align_photo(image: np.ndarray, detector: FaceDetector, size: int, **options) -> list[tuple[np.ndarray, dict]]:
+    """(crop HWC uint8 RGB at size×size, record) for every selected face of one photo."""
+    rgb, _, _ = split_channels(image)
+    select = _select(detector, options)
+    out = []
+    for det in select(detector.detect(rgb), rgb.shape):
+        affine = estimate_affine(det.landmarks5, face_size=size)
+        crop = warp_face(rgb, affine, size)
+        out.append((crop, {"box": [round(float(v), 2) for v in det.box], "score": round(det.score, 4),
+                           "landmarks5": np.round(det.landmarks5, 2).tolist(),
+                           "affine": np.round(affine, 6).tolist()}))
+    return out
+
+
+def align_folder(inputs: Sequence[str | Path], output: str | Path, size: int = 512, detector: str | FaceDetector = "mtcnn",
+                 detector_weights: str | None = None, overwrite: bool = False, progress: bool = True,
+                 **options) -> AlignSummary:
+    """Align every face of ``inputs`` (files and folders) into ``output`` (see module docstring).
+
+    ``options``: ``FaceRestorer`` selection keywords (``min_face_size``, ``max_faces``,
+    ``only_center_face``, ``min_score``).
+    """
+    from tqdm.auto import tqdm
+
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    output = Path(output)
+    paths, problems = list_images(inputs)
+    summary = AlignSummary(failed=list(problems), photos=len(paths))
+    if isinstance(detector, str):
+        name = detector
+        detector = create_detector(detector, **({"weights": detector_weights} if detector_weights else {}))
+    else:
+        name = type(detector).__name__
+    output.mkdir(parents=True, exist_ok=True)
+    previous, previous_size = _read_manifest(output)
+    if previous and previous_size != size and not overwrite:
+        raise OSDFaceError(f"{output}: holds faces aligned at {previous_size} px, not {size}; choose another "
+                         "--output (or --overwrite)")
+    previous = {} if overwrite else previous
+    resolved_out = output.resolve()
+    for path in tqdm(paths, desc="align", unit="photo", disable=not progress, dynamic_ncols=True):
+        key = str(path)
+        if key in previous and all((output / r["file"]).is_file() for r in previous[key]["faces"]):
+            summary.faces.extend(previous[key]["faces"])
+            summary.no_face.extend([key] if previous[key]["no_face"] else [])
+            summary.skipped += 1
+            continue
+        if path.resolve().parent == resolved_out:
+            summary.failed.append(f"{path}: is inside the output folder; not aligned (choose another --output)")
+            continue
+        try:
+            faces = align_photo(read_photo(path), detector, size, **options)
+        except (OSError, ValueError) as err:
+            summary.failed.append(f"{path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            continue
+        if not faces:
+            summary.no_face.append(key)
+        for k, (crop, record) in enumerate(faces):
+            name_k = f"{path.stem}_{k:02d}.png"
+            write_image_atomic(crop, output / name_k)
+            summary.faces.append({"file": name_k, "source": key, **record})
+    # Photos of earlier runs into this folder that this run did not name stay in the manifest.
+    done = {str(p) for p in paths}
+    kept = {source: entry for source, entry in previous.items()
+            if source not in done and all((output / r["file"]).is_file() for r in entry["faces"])}
+    manifest = {"size": size, "detector": name, "template": "ffhq-5point",
+                "faces": [r for e in kept.values() for r in e["faces"]] + summary.faces,
+                "no_face": [source for source, e in kept.items() if e["no_face"]] + summary.no_face,
+                "failed": summary.failed}
+    write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return summary
+
+
+def _read_manifest(output: Path) -> tuple[dict[str, dict], int | None]:
+    """({source: {"faces": [...], "no_face": bool}}, size) of an earlier run's manifest (empty if none)."""
+    try:
+        data = json.loads((output / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}, None
+    by_source: dict[str, dict] = {}
+    for record in data.get("faces", []):
+        by_source.setdefault(record["source"], {"faces": [], "no_face": False})["faces"].append(record)
+    for source in data.get("no_face", []):
+        by_source[source] = {"faces": [], "no_face": True}
+    return by_source, data.get("size")

@@ -1,0 +1,84 @@
+"""``osdface align``: faces of the example photos aligned as inference aligns them, the manifest, re-runs
+and the error paths."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from osdface.cli import app
+from osdface.face import create_detector, estimate_affine, warp_face
+from osdface.image_utils import read_photo
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["align", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aligned")
+    result = run(EXAMPLES / "astronaut.jpg", EXAMPLES / "group.jpg", "--output", out, "--size", 128, "-q")
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_faces_found_crop_size_and_manifest(aligned):
+    out, text = aligned
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["size"] == 128 and manifest["no_face"] == [] and manifest["failed"] == []
+    names = sorted(r["file"] for r in manifest["faces"])
+    assert names == ["astronaut_00.png"] + [f"group_{k:02d}.png" for k in range(6)]
+    assert sorted(p.name for p in out.glob("*.png")) == names
+    for name in names:
+        with Image.open(out / name) as im:
+            assert im.size == (128, 128) and im.mode == "RGB"
+    assert "7 faces aligned" in text
+
+
+def test_crops_equal_the_restorers_alignment(aligned):
+    """Independent path: detect, fit the template and warp by hand; the written crop must be that."""
+    out, _ = aligned
+    record = next(r for r in json.loads((out / "manifest.json").read_text())["faces"] if r["file"] == "astronaut_00.png")
+    photo = read_photo(EXAMPLES / "astronaut.jpg")
+    (det,) = [d for d in create_detector("mtcnn").detect(photo) if d.score >= 0.9]
+    crop = warp_face(photo, estimate_affine(det.landmarks5, face_size=128), 128)
+    assert np.array_equal(np.asarray(Image.open(out / "astronaut_00.png")), crop)
+    np.testing.assert_allclose(record["landmarks5"], det.landmarks5, atol=0.01)
+
+
+def test_rerun_keeps_faces_and_refuses_another_size(aligned, tmp_path):
+    out, _ = aligned
+    work = tmp_path / "a"
+    shutil.copytree(out, work)
+    before = (work / "group_03.png").stat().st_mtime_ns
+    result = run(EXAMPLES / "astronaut.jpg", "--output", work, "--size", 128, "-q")  # a subset of the photos
+    assert result.exit_code == 0, result.output
+    assert (work / "group_03.png").stat().st_mtime_ns == before
+    assert len(json.loads((work / "manifest.json").read_text())["faces"]) == 7  # group.jpg's entries kept
+    result = run(EXAMPLES / "astronaut.jpg", "--output", work, "--size", 256)
+    assert result.exit_code == 2 and "aligned at 128 px" in result.output
+
+
+def test_bad_photos_no_face_and_failures(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.jpg").write_bytes(b"not an image at all")
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(src / "flat.png")
+    shutil.copy(EXAMPLES / "astronaut.jpg", src / "face.jpg")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    result = run(src, tmp_path / "missing.png", "--output", tmp_path / "out", "--size", 64, "-q")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and any("broken.jpg" in e for e in errors) and any("missing.png" in e for e in errors)
+    assert "no face found in 1 photo" in result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["no_face"] == [str(src / "flat.png")] and len(manifest["faces"]) == 1
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # inputs untouched
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left

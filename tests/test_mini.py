@@ -1,0 +1,225 @@
+"""osdface-mini: the packaged mini configs build and train a step through the paper's code paths, the
+space-to-depth latent, the weights fallback order, and the bundled weights themselves."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import face_images
+from PIL import Image
+from typer.testing import CliRunner
+
+from osdface import bundled, loading
+from osdface.errors import OSDFaceError, WeightsNotFoundError
+from osdface.models.space_to_depth import SpaceToDepthAutoencoder, build_vae, vae_class
+from osdface.models.vre import VisualRepresentationEmbedder
+from osdface.pipeline import OSDFacePipeline
+from osdface.training import stage2
+from osdface.training.config import ConfigError
+from osdface.training.stage1 import train_vre
+from osdface.training.stage1_config import load_stage1_config
+from osdface.training.stage2_config import load_stage2_config
+
+MINI_SIZE = 128
+
+
+# ----------------------------------------------------------------------------- the latent
+
+
+def test_space_to_depth_is_exact_and_matches_a_loop():
+    x = torch.rand(2, 3, 16, 24) * 2 - 1
+    ae = SpaceToDepthAutoencoder(factor=4)
+    z = ae.encode(x).latent_dist.mode()
+    assert z.shape == (2, 48, 4, 6)
+    # independent reference: latent channel c·16 + i·4 + j at (y, x) is pixel (4y + i, 4x + j) of channel c
+    ref = torch.empty_like(z)
+    for c in range(3):
+        for i in range(4):
+            for j in range(4):
+                ref[:, c * 16 + i * 4 + j] = x[:, c, i::4, j::4]
+    assert torch.equal(z, ref)
+    assert torch.equal(ae.decode(z).sample, x)
+    post = ae.encode(x).latent_dist
+    assert torch.equal(post.sample(torch.Generator().manual_seed(0)), z) and not post.std.any()
+    with pytest.raises(ValueError, match="multiple of the latent factor 4"):
+        ae.encode(torch.zeros(1, 3, 10, 12))
+
+
+def test_space_to_depth_save_load_and_class_dispatch(tmp_path):
+    SpaceToDepthAutoencoder(factor=2, scaling_factor=0.5).save_pretrained(tmp_path / "vae")
+    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["config.json"]
+    cls = vae_class(tmp_path / "vae")
+    assert cls is SpaceToDepthAutoencoder
+    ae = cls.from_pretrained(tmp_path, subfolder="vae", torch_dtype=torch.bfloat16)
+    assert ae.config.factor == 2 and ae.config.scaling_factor == 0.5 and ae.dtype == torch.bfloat16
+    assert type(build_vae({"_class_name": "SpaceToDepthAutoencoder", "factor": 8})).__name__ == "SpaceToDepthAutoencoder"
+    with pytest.raises(ValueError, match="unknown autoencoder class"):
+        build_vae({"_class_name": "Nope"})
+
+
+def test_cosine_schedule_factor():
+    f = stage2._lr_factor(10, "cosine", 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+    assert stage2._lr_factor(0, "constant", 5)(1000) == 1.0
+
+
+# ----------------------------------------------------------------------------- mini configs
+
+
+@pytest.fixture(scope="module")
+def faces128(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces128")
+    for i, image in enumerate(face_images(4, size=MINI_SIZE, seed=11)):
+        Image.fromarray(image).save(root / f"face{i}.png")
+    return root
+
+
+def test_stage1_mini_config_trains_a_step(tmp_path, faces128):
+    cfg = load_stage1_config("stage1_mini", [f"data.roots=[{faces128}]", "train.batch_size=2", "train.max_steps=1",
+                                             f"train.output_dir={tmp_path / 'hq'}", "data.num_workers=0",
+                                             "train.num_samples=2"], phase="hq")
+    assert cfg.model.resolution == MINI_SIZE and cfg.loss.perceptual_weight == 0
+    run_dir = train_vre(cfg)
+    vre = VisualRepresentationEmbedder.from_pretrained(Path(run_dir) / "export" / "visual_embedder")
+    tokens = vre(torch.zeros(1, 3, MINI_SIZE, MINI_SIZE))
+    assert tokens.shape == (1, cfg.model.num_tokens, cfg.model.embed_dim)
+
+
+def _mini_vre(folder: Path) -> Path:
+    m = load_stage1_config("stage1_mini").model
+    torch.manual_seed(0)
+    VisualRepresentationEmbedder(ch=m.ch, ch_mult=m.ch_mult, num_res_blocks=m.num_res_blocks,
+                                 attn_resolutions=m.attn_resolutions, resolution=m.resolution,
+                                 z_channels=m.z_channels, num_codes=m.num_codes, embed_dim=m.embed_dim,
+                                 num_tokens=m.num_tokens).save_pretrained(folder)
+    return folder
+
+
+def test_stage2_mini_config_trains_the_whole_unet_and_exports(tmp_path, faces128):
+    vre = _mini_vre(tmp_path / "vre")
+    cfg = load_stage2_config("stage2_mini", [
+        f"model.vre={vre}", f"data.roots=[{faces128}]", f"data.val_roots=[{faces128}]", "data.num_workers=0",
+        "train.batch_size=2", "train.max_steps=2", "train.validate_every=2", "train.checkpoint_every=2",
+        "data.val_count=2", "data.val_grid=2", f"train.output_dir={tmp_path / 'run'}"])
+    assert cfg.model.train_unet == "full" and cfg.model.sample_size == MINI_SIZE
+    pipe, disc = stage2.build_models(cfg)
+    assert disc is None and pipe.base_model is None
+    params = stage2.trainable_generator_parameters(pipe, "full")
+    assert len(params) == len(list(pipe.unet.parameters())) + len(list(pipe.adapter.parameters()))
+    assert not any("lora_" in n for n, _ in pipe.unet.named_parameters())
+    before = {n: p.detach().clone() for n, p in pipe.unet.named_parameters()}
+
+    result = stage2.train(cfg)
+    changed = [n for n, p in result.pipe.unet.named_parameters() if not torch.equal(p.detach().float(), before[n])]
+    assert len(changed) > len(before) // 2  # ordinary weights train, not a LoRA
+    export = result.exports["osdface"]
+    assert "release" not in result.exports  # a fully trained UNet has no release (LoRA) layout
+    loaded = OSDFacePipeline.from_pretrained(export)
+    assert type(loaded.vae).__name__ == "SpaceToDepthAutoencoder" and loaded.sample_size == MINI_SIZE
+    for name, p in loaded.unet.state_dict().items():
+        torch.testing.assert_close(p, result.pipe.unet.state_dict()[name].float().cpu())
+    lq = torch.rand(2, 3, MINI_SIZE, MINI_SIZE) * 2 - 1
+    out = loaded.restore_tensor(lq)
+    assert out.shape == lq.shape and out.abs().max() <= 1
+
+
+def test_mini_config_checks():
+    with pytest.raises(ConfigError, match="go together"):
+        load_stage2_config("stage2_mini", ["model.vae_config=null"])
+    with pytest.raises(ConfigError, match="init_from"):
+        load_stage2_config("stage2_mini", ["model.init_from=/somewhere"])
+
+
+# ----------------------------------------------------------------------------- fallback order
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, tiny_model_dir):
+    """An empty $OSDFACE_HOME and a stand-in bundled model (the tiny test pipeline)."""
+    monkeypatch.setenv("OSDFACE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(bundled, "bundled_dir", lambda: Path(tiny_model_dir))
+    return tmp_path / "home"
+
+
+def test_fallback_order(home, tiny_model_dir, tiny_release):
+    import shutil
+
+    assert loading.find_weights() == ("bundled", Path(tiny_model_dir))
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        loading.find_weights(model="paper")
+    shutil.copytree(tiny_release, home / "osdface-release")
+    assert loading.find_weights() == ("release", home / "osdface-release")
+    assert loading.find_weights(model="paper") == ("release", home / "osdface-release")
+    shutil.copytree(tiny_model_dir, home / "osdface")
+    assert loading.find_weights() == ("ours", home / "osdface")
+    assert loading.find_weights(model="mini") == ("bundled", Path(tiny_model_dir))
+    assert loading.find_weights(str(tiny_release)) == ("release", Path(tiny_release))
+    with pytest.raises(WeightsNotFoundError):
+        loading.find_weights(str(home / "nothing-here"))  # an explicit --weights never falls back
+    with pytest.raises(OSDFaceError, match="takes no --weights"):
+        loading.find_weights(str(tiny_release), model="mini")
+    with pytest.raises(OSDFaceError, match="--model must be"):
+        loading.find_weights(model="big")
+
+
+def test_restore_cli_says_when_it_uses_the_bundled_model(home, tmp_path):
+    from osdface.cli import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(face_images(1, size=32, seed=3)[0]).save(src / "a.png")
+    result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--output", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "bundled osdface-mini" in result.output and "non-commercial" in result.output
+    assert (tmp_path / "out" / "a.png").is_file()
+    result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--model", "paper", "--output",
+                                      str(tmp_path / "out2"), "-q"])
+    assert result.exit_code != 0 and not (tmp_path / "out2" / "a.png").exists()
+
+
+# ----------------------------------------------------------------------------- the shipped weights
+
+needs_bundled = pytest.mark.skipif(not bundled.bundled_available(), reason="no bundled mini weights in this tree")
+
+
+@needs_bundled
+def test_bundled_weights_load_with_every_key_and_are_deterministic():
+    from safetensors.torch import load_file
+
+    folder = bundled.bundled_dir()
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["sample_size"] == MINI_SIZE and index["lora"] == "merged"
+    assert (folder / "TERMS.md").read_text().count("non-commercial") >= 1
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 40 * 2**20
+    pipe = OSDFacePipeline.from_pretrained("mini")
+    stored = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert set(stored) == set(pipe.unet.state_dict())
+    for name, p in pipe.unet.state_dict().items():
+        assert torch.equal(p, stored[name].float())
+    lq = torch.from_numpy(np.stack(face_images(3, size=MINI_SIZE, seed=5))).permute(0, 3, 1, 2).float() / 127.5 - 1
+    a = pipe.restore_tensor(lq)
+    b = torch.cat([pipe.restore_tensor(lq[i:i + 1]) for i in range(3)])
+    assert torch.equal(a, pipe.restore_tensor(lq))
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=0)  # batch vs single: float noise only
+
+
+@needs_bundled
+def test_bundled_model_restores_a_degraded_face_better_than_its_input():
+    """A face no one here trained on (scikit-image's astronaut, aligned as inference aligns it), degraded
+    four ways: the shipped model must improve every one."""
+    data = pytest.importorskip("skimage.data")
+    from osdface.data.degradations import degrade, rng_for
+    from osdface.face import create_detector
+    from osdface.face.align_folder import align_photo
+    from osdface.metrics.full_reference import compute_psnr
+
+    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), MINI_SIZE)
+    lq = np.stack([degrade(hq, "mini", rng_for(0, 0, i))[0] for i in range(4)])
+    out = OSDFacePipeline.from_pretrained("mini")(list(lq), output_type="np").images
+    ref = np.stack([hq] * 4)
+    gains = compute_psnr(out, ref) - compute_psnr(lq, ref)
+    assert (gains > 0).all(), gains
