@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import TINY_ADAPTER, TINY_SIZE, TINY_VRE, face_images

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from osdface.metrics import table
-from osdface.metrics.registry import metric_status
 from osdface.metrics.table import (
     mean_scores,
     render_table1,

@@ -66,7 +66,7 @@ def test_packaged_configs_and_overrides(faces):
         load_stage1_config("stage1_tiny", ["loss.disc_strat=3"])
     with pytest.raises(ConfigError, match="resolution 30 is not divisible"):
         load_stage1_config("stage1_tiny", ["model.resolution=30"])
-    with pytest.raises(ConfigError, match="packaged: stage1_assoc, stage1_hq, stage1_lq, stage1_tiny"):
+    with pytest.raises(ConfigError, match="packaged: stage1_assoc, stage1_hq, stage1_lq, stage1_mini, stage1_tiny"):
         load_stage1_config("stage1_nope")
     with pytest.raises(ConfigError, match="data.roots is empty"):
         train_vre(load_stage1_config("stage1_tiny", ["train.output_dir=unused"]))
@@ -133,7 +133,8 @@ def test_every_checkpoint_stores_the_config(assoc_run, faces):
         assert state["config"] == expected and state["step"] == int(ckpt.name.split("-")[1])
     assert scalars(assoc_run, "assoc/lambda")[:2] == [0.0, 1.0]  # λ_assoc 0 → 1 at assoc_start
     assert scalars(assoc_run, "hq/d_weight")[:2] == [0.0, 0.0] and scalars(assoc_run, "hq/d_weight")[2] > 0
-    assert sorted(p.name for p in (assoc_run / "samples").iterdir()) == ["samples-step-000003.png", "samples-step-000006.png"]
+    assert sorted(p.name for p in (assoc_run / "samples").iterdir()) == [
+        "samples-step-000000.png", "samples-step-000003.png", "samples-step-000006.png"]  # step 0: the start
     grid = Image.open(assoc_run / "samples" / "samples-step-000006.png")
     assert grid.size == (4 * 32, 2 * 32)  # LQ | LQ rec | HQ rec | HQ, two faces
 

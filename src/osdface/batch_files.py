@@ -18,11 +18,12 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import ImageReadError
-from .files import write_text_atomic
-from .image_utils import list_images, read_image, write_image_atomic
+from .errors import ImageReadError, OSDFaceError
+from .files import sweep_stale_temp_files, write_text_atomic
+from .image_utils import IMAGE_EXTENSIONS, list_images, read_image, write_image_atomic
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -44,13 +45,26 @@ class BatchReport:
     notes: list[str] = field(default_factory=list)  # one line each: "<file>: <remark>", not failures
 
     def summary(self) -> str:
+        """One line of counts, then the failed files, one per line."""
         text = f"restored {len(self.done)}, skipped {len(self.skipped)} (already present), failed {len(self.failed)}"
-        return text + (f", {len(self.notes)} notes" if self.notes else "")
+        text += f", {len(self.notes)} notes" if self.notes else ""
+        return "\n".join([text, *(["failed:"] + [f"  {line}" for line in self.failed] if self.failed else [])])
+
+    def to_json(self) -> dict:
+        return {"done": [str(p) for p in self.done], "skipped": [str(p) for p in self.skipped],
+                "failed": self.failed, "notes": self.notes}
 
 
 def shard() -> tuple[int, int]:
     """(rank, world size) from the launcher's environment; (0, 1) when run plainly."""
-    return int(os.environ.get("RANK", 0)), max(1, int(os.environ.get("WORLD_SIZE", 1)))
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), max(1, int(os.environ.get("WORLD_SIZE", 1)))
+    except ValueError:
+        raise OSDFaceError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}: "
+                           "both must be integers (set by torchrun / accelerate launch)") from None
+    if not 0 <= rank < world:
+        raise OSDFaceError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+    return rank, world
 
 
 def plan_outputs(inputs: Sequence[Path], output_dir: Path, fmt: str) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -64,6 +78,8 @@ def plan_outputs(inputs: Sequence[Path], output_dir: Path, fmt: str) -> tuple[li
     pairs, problems = [], []
     for src in inputs:
         suffix = src.suffix.lower() if fmt == "same" else FORMATS[fmt]
+        if suffix not in WRITABLE_SUFFIXES:  # --format same on a file without an image extension
+            suffix = ".png"
         dst = output_dir / (src.stem + suffix)
         if dst.resolve() in resolved_inputs:
             problems.append(f"{src}: output {dst} would overwrite an input file; choose another --output")
@@ -91,7 +107,9 @@ def restore_files(
 
     Under a multi-process launch each process takes every WORLD_SIZE-th file of the sorted list.
     """
-    log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    interactive = progress and sys.stderr.isatty()
+    log = log or ((lambda msg: tqdm.write(msg, file=sys.stderr)) if interactive
+                  else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     output_dir = Path(output_dir)
     report = BatchReport()
     paths, problems = list_images(inputs)
@@ -101,12 +119,17 @@ def restore_files(
         report.failed.extend(problems + clashes)
         for line in problems + clashes:
             log(f"error: {line}")
+        for line in skipped_folder_entries(inputs):
+            report.notes.append(line)
+            log(f"note: {line}")
+    for folder in [output_dir, *(p for p in output_dir.glob("*") if p.is_dir() and not p.name.startswith("."))]:
+        sweep_stale_temp_files(folder)  # what a killed earlier run left mid-write
     mine = pairs[rank::world]
     todo = []
     for src, dst in mine:
         (todo.append((src, dst)) if overwrite or not dst.exists() else report.skipped.append(dst))
     bar = tqdm(total=len(todo), desc="restore" if world == 1 else f"restore [rank {rank}]", unit="img",
-               disable=not progress, position=rank if world > 1 else None)
+               disable=not interactive, position=rank if world > 1 else None)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         images, ok = [], []
@@ -117,31 +140,72 @@ def restore_files(
             except ImageReadError as err:
                 report.failed.append(str(err))
                 log(f"error: {err}")
-        if ok:
+        for (src, dst), result in zip(ok, _restore_isolated(restore_batch, images, [src for src, _ in ok])):
+            if isinstance(result, Exception):
+                report.failed.append(f"{src}: restoration failed ({type(result).__name__}: {_one_line(result)})")
+                log(f"error: {report.failed[-1]}")
+                continue
+            result = result if isinstance(result, RestoredFile) else RestoredFile(result)
             try:
-                restored = restore_batch(images, [src for src, _ in ok])
-            except Exception as err:  # e.g. out of memory: this batch fails, the rest goes on
-                for src, _ in ok:
-                    report.failed.append(f"{src}: restoration failed ({type(err).__name__}: {err})")
-                    log(f"error: {report.failed[-1]}")
-                restored = []
-            for (src, dst), result in zip(ok, restored):
-                result = result if isinstance(result, RestoredFile) else RestoredFile(result)
-                try:
-                    for rel, extra in result.extras.items():
-                        target = output_dir / rel
-                        if isinstance(extra, np.ndarray):
-                            write_image_atomic(extra, target)
-                        else:
-                            write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
-                    write_image_atomic(result.image, dst)  # last: its presence means "done"
-                    report.done.append(dst)
-                    if result.note:
-                        report.notes.append(f"{src}: {result.note}")
-                        log(f"note: {report.notes[-1]}")
-                except OSError as err:
-                    report.failed.append(f"{dst}: cannot write output ({err.strerror or err})")
-                    log(f"error: {report.failed[-1]}")
+                for rel, extra in result.extras.items():
+                    target = output_dir / rel
+                    if isinstance(extra, np.ndarray):
+                        write_image_atomic(extra, target)
+                    else:
+                        write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
+                write_image_atomic(result.image, dst)  # last: its presence means "done"
+                report.done.append(dst)
+                if result.note:
+                    report.notes.append(f"{src}: {result.note}")
+                    log(f"note: {report.notes[-1]}")
+            except (OSError, ValueError) as err:
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else _one_line(err)
+                report.failed.append(f"{dst}: cannot write output ({reason})")
+                log(f"error: {report.failed[-1]}")
         bar.update(len(chunk))
+        if progress and not interactive:
+            log(f"restore: {min(start + batch_size, len(todo))}/{len(todo)} files")
     bar.close()
     return report
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] if text else type(err).__name__
+
+
+def _restore_isolated(restore_batch, images: list, paths: list[Path]) -> list:
+    """``restore_batch`` on the whole batch; if it fails, on each image alone, so that one bad image
+    (an odd size, a failing face) never costs its neighbours. Failures come back as exceptions."""
+    if not images:
+        return []
+    try:
+        results = list(restore_batch(images, paths))
+        if len(results) != len(images):
+            raise RuntimeError(f"restore_batch returned {len(results)} results for {len(images)} images")
+        return results
+    except Exception as err:  # noqa: BLE001 (any failure: isolate it)
+        if len(images) == 1:
+            return [err]
+    out = []
+    for image, path in zip(images, paths):
+        out.extend(_restore_isolated(restore_batch, [image], [path]))
+    return out
+
+
+def skipped_folder_entries(inputs: Sequence[str | Path]) -> list[str]:
+    """Entries of input folders that ``list_images`` passes over (subfolders, links to nothing, files
+    without an image extension), one line each, so nothing is skipped silently."""
+    lines = []
+    for item in map(Path, inputs):
+        if not item.is_dir():
+            continue
+        for entry in sorted(item.iterdir()):
+            if entry.is_dir():
+                lines.append(f"{entry}: a subfolder; not searched (name it to restore its images)")
+            elif not entry.exists():
+                lines.append(f"{entry}: a link to nothing; skipped")
+            elif entry.suffix.lower() not in IMAGE_EXTENSIONS and not entry.name.startswith("."):
+                lines.append(f"{entry}: not an image extension ({', '.join(IMAGE_EXTENSIONS)}); skipped "
+                             "(name the file to try it anyway)")
+    return lines

@@ -8,6 +8,7 @@ Conventions used across the package:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -35,19 +36,26 @@ def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -
     ImageReadError naming the file and the reason."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        if path.exists():
+            raise ImageReadError(f"{path}: not a regular file (a folder, pipe or device); give an image file")
+        raise ImageReadError(f"{path}: no such file" + (" (a link to nothing)" if path.is_symlink() else ""))
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
-        with Image.open(path) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                raise ImageReadError(
-                    f"{path}: {im.width}×{im.height} = {im.width * im.height / 1e6:.0f} MP is over the "
-                    f"{max_pixels / 1e6:.0f} MP limit; downscale it first"
-                )
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            return convert(im)
+        with warnings.catch_warnings(record=True) as caught:  # PIL/numpy warnings: re-issued naming the file
+            warnings.simplefilter("always")
+            with Image.open(path) as im:
+                if max_pixels is not None and im.width * im.height > max_pixels:
+                    raise ImageReadError(
+                        f"{path}: {im.width}×{im.height} = {im.width * im.height:,} pixels is over the limit of "
+                        f"{max_pixels:,}; downscale it first"
+                    )
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                image = convert(im)
+        for w in {str(w.message): w for w in caught}.values():
+            warnings.warn(f"{path}: {' '.join(str(w.message).split())}", UserWarning, stacklevel=3)
+        return image
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
@@ -58,12 +66,13 @@ def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -
         raise ImageReadError(f"{path}: cannot decode image ({err})") from None
 
 
-def read_image(path: Union[str, Path]) -> np.ndarray:
+def read_image(path: Union[str, Path], max_pixels: Optional[int] = MAX_PHOTO_PIXELS) -> np.ndarray:
     """Read an image file as HWC uint8 RGB (EXIF orientation applied; alpha flattened on white).
 
-    Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files.
+    Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files and
+    for images over ``max_pixels`` (checked before decoding).
     """
-    return _decode(path, pil_to_numpy)
+    return _decode(path, pil_to_numpy, max_pixels)
 
 
 def read_photo(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
@@ -127,8 +136,10 @@ def list_images(inputs: Sequence[Union[str, Path]]) -> tuple[list[Path], list[st
             paths.extend(found)
         elif item.is_file():
             paths.append(item)
+        elif item.exists():
+            problems.append(f"{item}: not a regular file (a pipe or device); give an image file")
         else:
-            problems.append(f"{item}: no such file or folder")
+            problems.append(f"{item}: no such file or folder" + (" (a link to nothing)" if item.is_symlink() else ""))
     return paths, problems
 
 

@@ -35,20 +35,37 @@ def default_sd_model() -> Path:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → the process's CUDA device (LOCAL_RANK under torchrun/accelerate), else MPS, else CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    """``auto`` → the process's CUDA device (LOCAL_RANK under torchrun/accelerate), else MPS, else CPU.
+    Also ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (any case); anything else, or a device this machine
+    lacks, is an OSDFaceError naming what is available."""
+    try:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError:
+        raise OSDFaceError(f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r} must be an integer") from None
+    name = str(name).strip().lower()
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    available = ", ".join(["cpu"] + (["cuda"] if cuda else []) + (["mps"] if mps else []))
     if name == "auto":
-        if torch.cuda.is_available():
+        if cuda:
             return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name in ("cuda", "mps") and not (torch.cuda.is_available() if name == "cuda"
-                                         else torch.backends.mps.is_available()):
-        raise OSDFaceError(f"--device {name}: no {name.upper()} device is available on this machine")
-    return torch.device(name)
+        return torch.device("mps") if mps else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OSDFaceError(f"--device {name!r}: not a device name; use auto, cpu, cuda, cuda:N or mps "
+                           f"(available here: {available})") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise OSDFaceError(f"--device {name!r}: unsupported; use auto, cpu, cuda, cuda:N or mps (available here: {available})")
+    if (device.type == "cuda" and not cuda) or (device.type == "mps" and not mps):
+        raise OSDFaceError(f"--device {name}: no {device.type.upper()} device on this machine (available here: {available})")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if device.index is None:
+            return torch.device("cuda", local_rank % count)
+        if device.index >= count:
+            raise OSDFaceError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return device
 
 
 def use_fast_layout(pipe: OSDFacePipeline, layout: str = "auto") -> OSDFacePipeline:

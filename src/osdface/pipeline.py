@@ -210,24 +210,26 @@ class OSDFacePipeline:
         inputs are edge-padded to a square first; ``postprocess`` crops the padding off again.
         """
         pad = (0, 0, 0, 0)
-        if image.shape[-2] != image.shape[-1]:
+        hw = tuple(image.shape[-2:])
+        if hw[0] != hw[1]:
             image, pad = _pad_to_square(image)
         side = image.shape[-1]
         if side != self.sample_size:
             image = F.interpolate(image, size=(self.sample_size, self.sample_size), mode="bilinear",
                                   align_corners=True)
-        return image, (side, pad)
+        return image, (side, pad, hw)
 
     def postprocess(self, restored: torch.Tensor, info: tuple) -> torch.Tensor:
-        """Undo the padding of ``preprocess``: square inputs come out S×S; non-square ones keep their
-        aspect ratio with the long side S."""
-        side, (left, right, top, bottom) = info
-        if not any((left, right, top, bottom)):
+        """Undo the padding of ``preprocess``: square inputs come out S×S; non-square H×W ones keep their
+        aspect ratio with the long side S: (round(H·S/max), round(W·S/max)), at least 1 pixel."""
+        side, (left, _, top, _), (h, w) = info
+        if h == w:
             return restored
         s = self.sample_size / side
-        y0, y1 = round(top * s), self.sample_size - round(bottom * s)
-        x0, x1 = round(left * s), self.sample_size - round(right * s)
-        return restored[..., y0:y1, x0:x1]
+        out_h, out_w = max(1, round(h * s)), max(1, round(w * s))
+        y0 = min(round(top * s), self.sample_size - out_h)
+        x0 = min(round(left * s), self.sample_size - out_w)
+        return restored[..., y0:y0 + out_h, x0:x0 + out_w]
 
     def __call__(self, images, batch_size: int = 4, posterior: str = "mode", generator=None,
                  output_type: str = "pil", rounding: str = "truncate") -> OSDFacePipelineOutput:

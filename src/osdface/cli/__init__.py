@@ -32,6 +32,10 @@ app.command("train")(train.train)
 def main() -> None:
     """Console entry point: known errors become one line on stderr (set OSDFACE_DEBUG=1 for tracebacks)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
+    # one plain line per warning (no site-packages path); ours name the input file they concern
+    warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
     from ..errors import OSDFaceError
 
     try:

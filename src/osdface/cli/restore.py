@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, List, Optional
 
+import numpy as np
 import typer
 
 from ..batch_files import FORMATS
+from ..errors import ImageReadError
+from ..files import write_text_atomic
 
 
 def restore(
@@ -33,8 +37,9 @@ def restore(
     dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 (half precision: GPUs; on CPU bfloat16 is slow without AMX).")] = "float32",
     posterior: Annotated[str, typer.Option(help="VAE posterior: 'mode' (deterministic, default) or 'sample' (as the official code, seeded by --seed).")] = "mode",
     seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each face gets its own generator, so results do not depend on batching or sharding.")] = 114,
-    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's). RGBA inputs keep alpha in png/webp.")] = "png",
+    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's; PNG for a file without an image extension). RGBA inputs keep alpha in png/webp.")] = "png",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them).")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write what happened as JSON: done, skipped, failed (file: reason), notes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Restore faces in one diffusion step: every face of whole photos (default), or aligned crops.
@@ -62,21 +67,39 @@ def restore(
     """
     import torch
 
-    from ..batch_files import restore_files
+    from ..batch_files import restore_files, shard
     from ..errors import OSDFaceError
-    from ..image_utils import read_image, read_photo
-    from ..loading import load_pipeline
+    from ..image_utils import MAX_PHOTO_PIXELS, list_images, read_image, read_photo
+    from ..loading import find_weights, load_pipeline, resolve_device
 
+    # 1. Every flag, the output folder and the inputs are checked before any model loads.
     if posterior not in ("mode", "sample"):
         raise OSDFaceError(f"--posterior must be 'mode' or 'sample', got {posterior!r}")
     if fmt not in (*FORMATS, "same"):
         raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
+    resolve_device(device)
+    shard()
+    if not aligned:
+        from ..face import DETECTORS
+
+        if detector not in DETECTORS:
+            raise OSDFaceError(f"--detector {detector!r}: unknown; available: {', '.join(sorted(DETECTORS))}")
+    check_output_folder(output, inputs)
+    found, problems = list_images(inputs)
+    if not found:
+        for line in problems:
+            typer.echo(f"error: {line}", err=True)
+        typer.echo("error: no image to restore among the inputs", err=True)
+        raise typer.Exit(1)
+    find_weights(str(weights) if weights else None, model)
     pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype, model=model,
                          notify=lambda line: typer.echo(f"note: {line}", err=True))
 
     if aligned:
         from ..batch_files import RestoredFile
         from ..photos import blend_fidelity, compare_image
+
+        from ..face.restorer import is_grayscale
 
         def restore_batch(images, paths):
             generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
@@ -85,11 +108,13 @@ def restore(
             results = []
             for src, before, after in zip(paths, images, out):
                 after = blend_fidelity(after, before, fidelity)
+                if is_grayscale(before):  # grayscale stays grayscale (one channel, BT.601 luma)
+                    after = np.round(after.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
                 extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
                 results.append(RestoredFile(after, extras))
             return results
 
-        read = read_image
+        read = read_image  # (one pixel budget: read_image refuses what read_photo refuses)
     else:
         from ..photos import make_face_restorer
 
@@ -103,13 +128,43 @@ def restore(
             return [_photo_outputs(src, before, result, upscale, fmt, save_faces, compare, sidecar)
                     for src, before, result in zip(paths, images, results)]
 
-        read = read_photo
+        def read(path):  # the output (input × upscale²) has the same pixel budget as the input
+            photo = read_photo(path)
+            out_h, out_w = round(photo.shape[0] * upscale), round(photo.shape[1] * upscale)
+            pixels = out_h * out_w
+            if min(out_h, out_w) < 1:
+                raise ImageReadError(f"{path}: ×{upscale:g} leaves nothing of a {photo.shape[1]}×{photo.shape[0]} "
+                                     "image; raise --upscale")
+            if pixels > MAX_PHOTO_PIXELS:
+                raise ImageReadError(f"{path}: the output would be {pixels:,} pixels (×{upscale:g}), over the limit "
+                                     f"of {MAX_PHOTO_PIXELS:,}; lower --upscale")
+            return photo
 
-    report = restore_files(inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
+    result = restore_files(inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
                            fmt=fmt, progress=not quiet, read=read)
-    typer.echo(report.summary(), err=True)
-    if report.failed:
+    typer.echo(result.summary(), err=True)
+    if report is not None:
+        write_text_atomic(report, json.dumps(result.to_json(), indent=2) + "\n")
+    if result.failed:
         raise typer.Exit(1)
+
+
+def check_output_folder(output: Path, inputs) -> None:
+    """Refuse, before any work, an --output that is a file, an input folder, or cannot be written."""
+    from ..errors import OSDFaceError
+    from ..files import atomic_write
+
+    if output.exists() and not output.is_dir():
+        raise OSDFaceError(f"--output {output}: is a file, not a folder; give a folder for the restored images")
+    if any(Path(item).is_dir() and Path(item).resolve() == output.resolve() for item in inputs):
+        raise OSDFaceError(f"--output {output}: is also an input folder; a rerun would take the outputs as inputs. "
+                           "Choose another folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = atomic_write(output / ".osdface-write-check", lambda f: f.write(b"ok"))
+        probe.unlink()
+    except OSError as err:
+        raise OSDFaceError(f"--output {output}: cannot write there ({err.strerror or err})") from None
 
 
 def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_faces: bool, compare: bool,

@@ -26,7 +26,7 @@ def train_vre(
         help="Config overrides KEY=VALUE, e.g. train.batch_size=2 'data.roots=[a, b]' optim.lr=1e-4.",
         show_default=False)] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="YAML config file, or a packaged one: stage1_hq | stage1_lq | stage1_assoc | stage1_tiny. "
+        "--config", "-c", help="YAML config file, or a packaged one: stage1_hq | stage1_lq | stage1_assoc | stage1_mini | stage1_tiny. "
         "Optional with --resume (the checkpoint stores its config; a file given here is applied on top).")] = None,
     phase: Annotated[str | None, typer.Option(
         help="hq (HQ codebook) | lq (LQ codebook) | assoc (association); overrides the config's phase.")] = None,
@@ -39,6 +39,8 @@ def train_vre(
     export: Annotated[Path | None, typer.Option(
         help="Do not train: export a checkpoint-N folder (or a run folder's latest checkpoint) as vqgan_*/, "
         "visual_embedder/ (our format) and associate_2.ckpt (official layout), then exit.")] = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print the resolved config (YAML) and exit without training.")] = False,
 ) -> None:
     """Train stage 1 of OSDFace (the Visual Representation Embedder) on CPU, one GPU or many (accelerate launch).
 
@@ -47,11 +49,15 @@ def train_vre(
     trained LQ encoder + codebook in our format (visual_embedder/) and in the official layout
     (associate_2.ckpt), which `OSDFacePipeline.from_official` and the official code load.
     """
+    import logging
+
     from ..errors import OSDFaceError
 
+    if not logging.getLogger().handlers:  # "resumed from …" and other run notes
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = list(overrides or [])
     if export is not None:
-        if config is not None or resume is not None or phase is not None or overrides:
+        if config is not None or resume is not None or phase is not None or overrides or print_config:
             raise OSDFaceError("--export takes only --output: it writes a checkpoint's weights and does not train")
         from ..training.stage1 import export_vre
 
@@ -63,5 +69,12 @@ def train_vre(
     from ..training.stage1 import train_vre as run_training
 
     cfg = load_run_config(config, overrides, phase, output, resume)
+    if print_config:
+        import yaml
+
+        from ..training.config import config_to_dict
+
+        typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
+        return
     run_dir = run_training(cfg, resume=resume)
     typer.echo(f"stage 1 ({cfg.phase}) done: {run_dir}", err=True)

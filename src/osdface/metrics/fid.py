@@ -35,8 +35,6 @@ upwards for small sets (compare methods only on sets of equal size).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ImageReadError, WeightsFormatError, WeightsNotFoundError
+from ..files import atomic_write
 from ..image_utils import list_images, read_image
 
 FID_SIZE = 299
@@ -173,17 +172,7 @@ def load_fid_stats(path: str | Path) -> FIDStats:
 
 def save_fid_stats(path: str | Path, stats: FIDStats) -> Path:
     """Write ``mu``/``sigma`` as ``.npz`` (clean-fid's layout), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, mu=stats.mu, sigma=stats.sigma)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, mu=stats.mu, sigma=stats.sigma))
 
 
 def folder_stats(folder: str | Path, model, mode: str = "clean", batch_size: int = 16,

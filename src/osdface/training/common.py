@@ -63,6 +63,19 @@ class EpochSampler(Sampler[int]):
         return iter(order[self.rank::self.world_size])
 
 
+def check_batch_fits(dataset: Dataset, batch_size: int, world_size: int = 1) -> None:
+    """Raise DatasetError (before any model is built or run folder written) when the training set holds
+    fewer images than one optimizer step takes, or none of its files can be read."""
+    from ..errors import DatasetError
+
+    describe = getattr(dataset, "_describe", lambda: "the training set")()
+    if len(dataset) < batch_size * world_size:
+        raise DatasetError(f"{describe}: {len(dataset)} images, fewer than one batch of {batch_size}"
+                           + (f" × {world_size} processes" if world_size > 1 else "")
+                           + "; add images or lower train.batch_size")
+    dataset[0]  # raises DatasetError when none of its files can be read
+
+
 def batches_from(dataset: Dataset, batch_size: int, seed: int, start_step: int = 0, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, drop_last: bool = True) -> Iterator[tuple[int, int, dict]]:
     """Endless (epoch, step, batch) stream that starts exactly at optimizer-step ``start_step``.
@@ -73,7 +86,9 @@ def batches_from(dataset: Dataset, batch_size: int, seed: int, start_step: int =
     sampler = EpochSampler(len(dataset), seed, rank=rank, world_size=world_size)
     steps_per_epoch = len(sampler) // batch_size if drop_last else math.ceil(len(sampler) / batch_size)
     if steps_per_epoch == 0:
-        raise ValueError(f"dataset of {len(dataset)} images is smaller than one batch of {batch_size}×{world_size}")
+        from ..errors import DatasetError
+
+        raise DatasetError(f"dataset of {len(dataset)} images is smaller than one batch of {batch_size}×{world_size}")
     epoch, skip = divmod(start_step, steps_per_epoch)
     step = start_step
     while True:

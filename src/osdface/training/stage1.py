@@ -48,7 +48,7 @@ from ..losses.perceptual import LPIPS
 from ..models.patchgan import PatchDiscriminator
 from ..models.vqgan import VQAutoencoder
 from .checkpoint import CheckpointManager, find_checkpoint, load_trainable_state_dict
-from .common import RunLogger, batches_from, make_accelerator
+from .common import RunLogger, batches_from, check_batch_fits, make_accelerator
 from .config import ConfigError, config_to_dict, save_config
 from .stage1_config import Stage1Config, load_stage1_config
 
@@ -79,14 +79,17 @@ def build_perceptual(cfg: Stage1Config) -> LPIPS | None:
     return LPIPS.from_pretrained(cfg.loss.vgg_weights, cfg.loss.lpips_weights)
 
 
-def build_dataset(cfg: Stage1Config):
+def build_dataset(cfg: Stage1Config, held_out: bool = False):
+    """The training set (``data.roots``), or with ``held_out`` the validation faces (``data.val_roots``,
+    degraded with ``data.val_seed``, no flips)."""
     from ..data import HQFolderDataset
 
     if not cfg.data.roots:
         raise ConfigError("data.roots is empty: give the folder(s) of HQ faces, e.g. data.roots=[data/ffhq512]")
     degradation = None if cfg.phase == "hq" else cfg.data.degradation  # the HQ phase needs no LQ
-    return HQFolderDataset(list(cfg.data.roots), size=cfg.model.resolution, degradation=degradation,
-                           hflip=cfg.data.hflip, seed=cfg.data.seed)
+    roots, seed, hflip = ((cfg.data.val_roots, cfg.data.val_seed, False) if held_out
+                          else (cfg.data.roots, cfg.data.seed, cfg.data.hflip))
+    return HQFolderDataset(list(roots), size=cfg.model.resolution, degradation=degradation, hflip=hflip, seed=seed)
 
 
 def learning_rate(cfg: Stage1Config, num_processes: int) -> float:
@@ -275,6 +278,15 @@ def _sample_rows(branches: list[_Branch], samples: dict, accelerator) -> list[to
     return rows + ([recs["hq"]] if "hq" in recs else []) + [samples["hq"]]
 
 
+def _log_samples(run_log, branches: list[_Branch], samples: dict, accelerator, step: int, held_out: bool) -> None:
+    """The sample grid; for held-out faces also each branch's reconstruction L1 (``val/<branch>_l1``)."""
+    rows = _sample_rows(branches, samples, accelerator)
+    run_log.grid("samples", rows, step)
+    if held_out:
+        recs = {"hq": rows[1]} if len(rows) == 2 else {"lq": rows[1], **({"hq": rows[2]} if len(rows) == 4 else {})}
+        run_log.scalars({f"val/{name}_l1": float((rec - samples[name]).abs().mean()) for name, rec in recs.items()}, step)
+
+
 def _checkpoint_parts(branches: list[_Branch], assoc, accelerator) -> tuple[dict, dict, dict]:
     modules, optimizers, schedulers = {}, {}, {}
     for b in branches:
@@ -338,8 +350,11 @@ def train_vre(cfg: Stage1Config, resume: str | Path | None = None) -> Path:
     # 1. Data (sample faces first: the stream sets the dataset's epoch when it starts).
     dataset = build_dataset(cfg)
     dataset.set_epoch(0)
-    n_samples = min(t.num_samples, len(dataset))
-    samples = {k: torch.stack([dataset[i][k] for i in range(n_samples)]) for k in ("lq", "hq")}
+    check_batch_fits(dataset, t.batch_size, accelerator.num_processes)
+    shown = build_dataset(cfg, held_out=True) if cfg.data.val_roots else dataset  # held-out faces when given
+    shown.set_epoch(0)
+    n_samples = min(t.num_samples, len(shown))
+    samples = {k: torch.stack([shown[i][k] for i in range(n_samples)]) for k in ("lq", "hq")}
     per_epoch = max(1, math.ceil(len(dataset) / accelerator.num_processes) // t.batch_size // t.gradient_accumulation_steps)
     max_steps = t.max_epochs * per_epoch if t.max_epochs is not None else t.max_steps
 
@@ -399,7 +414,9 @@ def train_vre(cfg: Stage1Config, resume: str | Path | None = None) -> Path:
                           world_size=accelerator.num_processes)
     images_per_step = t.batch_size * t.gradient_accumulation_steps * accelerator.num_processes
 
-    # 4. Loop.
+    # 4. Loop (a fresh run shows its starting point as step 0).
+    if main and checkpoint is None:
+        _log_samples(run_log, branches, samples, accelerator, 0, held_out=bool(cfg.data.val_roots))
     bar = tqdm(total=max_steps, initial=step, disable=not main, desc=f"stage 1 ({cfg.phase})", dynamic_ncols=True)
     last_saved = step if checkpoint is not None else -1
     while step < max_steps:
@@ -416,7 +433,7 @@ def train_vre(cfg: Stage1Config, resume: str | Path | None = None) -> Path:
         bar.set_postfix({k.replace("/", "_"): f"{float(v):.3g}" for k, v in logs.items()
                          if k.endswith(("l1", "lpips", "vq", "d_loss")) or k == "assoc/loss"}, refresh=False)
         if main and (step % t.sample_every == 0 or step == max_steps):
-            run_log.grid("samples", _sample_rows(branches, samples, accelerator), step)
+            _log_samples(run_log, branches, samples, accelerator, step, held_out=bool(cfg.data.val_roots))
         if step % t.checkpoint_every == 0 or step == max_steps:
             manager.save(step, modules, optimizers, schedulers, {"epoch": step // per_epoch}, config_dict,
                          rank=accelerator.process_index, world_size=accelerator.num_processes,

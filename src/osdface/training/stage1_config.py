@@ -73,6 +73,10 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 4
     seed: int = 0
+    # Held-out faces (never trained on): the sample grids show them, and their reconstruction L1 is logged
+    # (val/<branch>_l1). Empty: the grids show training faces.
+    val_roots: tuple[str, ...] = ()
+    val_seed: int = 12345  # their degradation seed (fixed: the same LQ at every sample step)
 
 
 @dataclass

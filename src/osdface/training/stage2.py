@@ -63,7 +63,7 @@ from ..models.stable_diffusion import load_sd21_base
 from ..models.vre import VisualRepresentationEmbedder
 from ..pipeline import INDEX_FILE, OSDFacePipeline
 from .checkpoint import CheckpointManager, load_trainable_state_dict
-from .common import RunLogger, batches_from, make_accelerator
+from .common import RunLogger, batches_from, check_batch_fits, make_accelerator
 from .config import config_to_dict, save_config
 from .stage2_config import Stage2Config, find_checkpoint, load_run_config, load_stage2_config
 from .stage2_export import export_generator, trained_lora_pairs
@@ -166,6 +166,8 @@ def build_models(cfg: Stage2Config) -> tuple[OSDFacePipeline, Optional[LatentDis
         sd_model = None
     else:
         sd_model = cfg.model.sd_model or str(default_sd_model())
+        if Path(sd_model).expanduser().exists():  # a local folder: recorded absolute (exports load from anywhere)
+            sd_model = str(Path(sd_model).expanduser().resolve())
         vae, unet, scheduler_config = load_sd21_base(sd_model)
     vre, adapter, pairs = _initial_weights(cfg)
     return assemble_models(cfg, vae, unet, scheduler_config, vre, adapter, pairs,
@@ -568,6 +570,7 @@ def train(cfg: Stage2Config, resume: Optional[str | Path] = None) -> Stage2Resul
                       else find_checkpoint(resume))
     # 1. Data, models, losses, optimizers.
     train_set, val_set = build_datasets(cfg)
+    check_batch_fits(train_set, t.batch_size)  # (per process; batches_from checks the multi-process total)
     s = setup(cfg)
     acc = s.accelerator
     main = acc.is_main_process

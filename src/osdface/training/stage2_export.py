@@ -101,7 +101,7 @@ def export_generator(pipe: OSDFacePipeline, output_dir: str | Path, cfg: Stage2C
 def _save_trained_unet(pipe: OSDFacePipeline, folder: Path) -> None:
     """Our merged format of a pipeline whose whole UNet was trained (float32 CPU copies; the training
     pipeline is left as it is)."""
-    copy_of = lambda module: copy.deepcopy(module).float().cpu()  # noqa: E731
+    copy_of = lambda module: copy.deepcopy(module).float().cpu()
     trained = OSDFacePipeline(copy_of(pipe.vre), copy_of(pipe.adapter), copy_of(pipe.vae), copy_of(pipe.unet),
                               pipe.scheduler_config, timestep=pipe.timestep, sample_size=pipe.sample_size,
                               lora=None, lora_merged=True, base_model=None)
