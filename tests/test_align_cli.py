@@ -82,3 +82,13 @@ def test_bad_photos_no_face_and_failures(tmp_path):
     assert manifest["no_face"] == [str(src / "flat.png")] and len(manifest["faces"]) == 1
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # inputs untouched
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_two_photos_with_one_name_keep_both_faces(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(EXAMPLES / "astronaut.jpg", tmp_path / sub / "face.jpg")
+    result = run(tmp_path / "a" / "face.jpg", tmp_path / "b" / "face.jpg", "--output", tmp_path / "out", "--size", 64, "-q")
+    assert result.exit_code == 0, result.output
+    files = [r["file"] for r in json.loads((tmp_path / "out" / "manifest.json").read_text())["faces"]]
+    assert len(set(files)) == 2 and all((tmp_path / "out" / f).is_file() for f in files)

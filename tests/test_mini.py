@@ -223,3 +223,26 @@ def test_bundled_model_restores_a_degraded_face_better_than_its_input():
     ref = np.stack([hq] * 4)
     gains = compute_psnr(out, ref) - compute_psnr(lq, ref)
     assert (gains > 0).all(), gains
+
+
+@needs_bundled
+@pytest.mark.parametrize("mode", ["cast", "autocast"])
+def test_bundled_model_in_bfloat16_stays_within_40_db_of_float32(mode):
+    """What --dtype auto picks on CPUs with native bf16 (and GPUs): the outputs of a trained model must
+    stay ≥ 40 dB PSNR from the float32 ones."""
+    data = pytest.importorskip("skimage.data")
+    from osdface.data.degradations import degrade, rng_for
+    from osdface.face import create_detector
+    from osdface.face.align_folder import align_photo
+    from osdface.metrics.full_reference import compute_psnr
+
+    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), MINI_SIZE)
+    lq = [degrade(hq, "mini", rng_for(3, 0, i))[0] for i in range(4)] + [hq]
+    fp32 = OSDFacePipeline.from_pretrained("mini")
+    half = OSDFacePipeline.from_pretrained("mini")
+    half = half.to(dtype=torch.bfloat16) if mode == "cast" else half.autocast(torch.bfloat16)
+    a = fp32(lq, output_type="pt").images
+    b = half(lq, output_type="pt").images
+    assert b.dtype == torch.float32 and half.vre.dtype == torch.float32  # the VRE never runs in half precision
+    psnr = compute_psnr(b, a)
+    assert psnr.min() >= 40, psnr

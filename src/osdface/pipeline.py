@@ -15,6 +15,7 @@ float64, decode, clamp. It is batched (the official selection only works at batc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -93,6 +94,7 @@ class OSDFacePipeline:
             raise ValueError(f"timestep {timestep} outside the schedule's 0..{len(self.alphas_cumprod) - 1}")
         self.timestep, self.sample_size = int(timestep), int(sample_size)
         self.lora, self.lora_merged, self.base_model = lora, lora_merged, base_model
+        self.autocast_dtype: Optional[torch.dtype] = None  # see ``autocast``
         for module in self.modules():
             module.eval().requires_grad_(False)
 
@@ -129,6 +131,19 @@ class OSDFacePipeline:
         for module in (self.vae, self.unet):
             torch.nn.Module.to(module, device=device, dtype=dtype)
         return self
+
+    def autocast(self, dtype: Optional[torch.dtype]):
+        """Run the VAE and UNet under ``torch.autocast(dtype)`` with float32 weights (``None``: off).
+
+        The alternative to casting the weights (``to(dtype=...)``): matmuls and convolutions run in
+        ``dtype``, precision-sensitive ops (norms, softmax) stay float32. Returns self."""
+        self.autocast_dtype = dtype
+        return self
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def channels_last(self, enable: bool = True):
         """Channels-last memory layout for the 4-D weights (``enable=False``: back to NCHW); same outputs."""
@@ -179,7 +194,8 @@ class OSDFacePipeline:
         # 1. Visual prompt from the VRE
         prompt_embeds = self.visual_prompt(lq)  # (B, 77, 1024)
         # 2. Encode the LQ face to latents
-        dist = self.vae.encode(lq.to(vae_dtype)).latent_dist  # mean/std (B, 4, H/8, W/8)
+        with self._autocast():
+            dist = self.vae.encode(lq.to(vae_dtype)).latent_dist  # mean/std (B, 4, H/8, W/8)
         if posterior == "mode":
             latents = dist.mode()
         elif isinstance(generator, list):
@@ -190,11 +206,14 @@ class OSDFacePipeline:
             latents = dist.sample(generator=generator)
         latents = latents * self.vae.config.scaling_factor  # (B, 4, H/8, W/8)
         # 3. One UNet pass at T_L; the clean LQ latent is the input (no noise added)
-        eps = self.unet(latents.to(self.dtype), self.timestep, encoder_hidden_states=prompt_embeds).sample
+        with self._autocast():
+            eps = self.unet(latents.to(self.dtype), self.timestep, encoder_hidden_states=prompt_embeds).sample
         # 4. x0 from the predicted noise (float64)
         pred_latents = self.predict_x0(latents, eps)  # (B, 4, H/8, W/8)
         # 5. Decode and clamp
-        image = self.vae.decode(pred_latents.to(vae_dtype) / self.vae.config.scaling_factor).sample
+        with self._autocast():
+            image = self.vae.decode(pred_latents.to(vae_dtype) / self.vae.config.scaling_factor).sample
+        image = image.float() if self.autocast_dtype is not None else image
         return {"image": image.clamp(-1, 1) if clamp else image, "prompt_embeds": prompt_embeds, "latents": latents,
                 "pred_latents": pred_latents}
 

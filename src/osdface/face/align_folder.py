@@ -16,6 +16,7 @@ write is atomic; inputs are never touched. A folder aligned at another size is r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OSDFaceError
+from ..errors import ImageReadError, OSDFaceError
 from ..files import write_text_atomic
 from ..image_utils import list_images, read_photo, write_image_atomic
 from .alignment import estimate_affine, warp_face
@@ -94,6 +95,7 @@ def align_folder(inputs: Sequence[str | Path], output: str | Path, size: int = 5
                          "--output (or --overwrite)")
     previous = {} if overwrite else previous
     resolved_out = output.resolve()
+    owners = {r["file"]: source for source, entry in previous.items() for r in entry["faces"]}  # crop → photo
     for path in tqdm(paths, desc="align", unit="photo", disable=not progress, dynamic_ncols=True):
         key = str(path)
         if key in previous and all((output / r["file"]).is_file() for r in previous[key]["faces"]):
@@ -106,14 +108,21 @@ def align_folder(inputs: Sequence[str | Path], output: str | Path, size: int = 5
             continue
         try:
             faces = align_photo(read_photo(path), detector, size, **options)
+        except ImageReadError as err:  # names the file already
+            summary.failed.append(str(err))
+            continue
         except (OSError, ValueError) as err:
             summary.failed.append(f"{path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
             continue
         if not faces:
             summary.no_face.append(key)
+        stem = path.stem
+        if any(owners.get(f"{stem}_{k:02d}.png", key) != key for k in range(len(faces))):
+            stem = f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"  # another photo of that name is here
         for k, (crop, record) in enumerate(faces):
-            name_k = f"{path.stem}_{k:02d}.png"
+            name_k = f"{stem}_{k:02d}.png"
             write_image_atomic(crop, output / name_k)
+            owners[name_k] = key
             summary.faces.append({"file": name_k, "source": key, **record})
     # Photos of earlier runs into this folder that this run did not name stay in the manifest.
     done = {str(p) for p in paths}
