@@ -360,3 +360,12 @@ def test_stage1_held_out_grid_step0_print_config_and_resume_line(tmp_path, capsy
     with caplog.at_level(logging.INFO):
         code, err = run_cli(["train-vre", "--resume", "latest", "--output", run, "train.max_steps=3"], capsys)
     assert code == 0 and "resumed from" in caplog.text + err
+
+
+def test_bad_values_inside_commands_are_one_line(tmp_path, capsys):
+    write_faces(tmp_path / "hq", 1)
+    for args, message in [(["degrade", tmp_path / "hq", "-o", tmp_path / "lq", "--preset", "nope"], "unknown; available"),
+                          (["train", "--config", "stage2_mini", "foo.bar=1"], "unknown config key foo"),
+                          (["train-vre", "--config", "stage1_mini", "--phase", "zz"], "phase must be one of")]:
+        code, err = run_cli(args, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from . import align, benchmark, convert, degrade, evaluate, restore, train, train_vre
+from . import align, benchmark, convert, degrade, download, evaluate, restore, train, train_vre
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="OSDFace: one-step diffusion face restoration.")
@@ -27,6 +27,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
 app.command("train-vre")(train_vre.train_vre)
 app.command("train")(train.train)
+app.command("download")(download.download)
 
 
 def main() -> None:

@@ -24,6 +24,11 @@ def degrade(
     unless --overwrite. A bad input gets one error line and the rest goes on (exit status 1).
     """
     from ..data import degrade_folder
+    from ..data.degradations import preset_names
+    from ..errors import OSDFaceError
+
+    if preset not in preset_names():
+        raise OSDFaceError(f"--preset {preset!r}: unknown; available: {', '.join(preset_names())}")
 
     summary = degrade_folder(hq_dir, output, preset, seed, size=size, overwrite=overwrite, gt_dir=gt_dir,
                              progress=not quiet)
