@@ -12,7 +12,8 @@ Metrics: PSNR and SSIM (RGB, 8-bit), and NIQE. NIQE needs at least two 96-px blo
 the faces upscaled ×4 (bicubic, 512 px) — the same for every column. Seconds per face: fp32 (and bf16
 autocast where the CPU has native bf16) at batch 1 and 16.
 
-Writes a Markdown table (``--output``) and a grid PNG (``--grid``): rows of LQ | mini | GT.
+Writes a Markdown table (``--output``) and a grid PNG (``--grid``): LQ | mini | GT, two faces a row
+(8 val faces, then 4 unseen ones).
 
 Usage:
     python benchmarks/bench_mini.py                          # ~5 min on 2 cores
@@ -189,10 +190,13 @@ def main() -> None:
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
-    picks = [(lq_val[i], out_val[i], gt_val[i]) for i in range(0, min(len(gt_val), 48), 8)]
+    # grid: two (LQ | mini | GT) triplets per row; 8 val faces, then 4 unseen ones
+    picks = [(lq_val[i], out_val[i], gt_val[i]) for i in range(0, min(len(gt_val), 64), 8)]
     picks += [(lq_new[i], out_new[i], gt_new[i]) for i in range(0, len(gt_new), 4)][:4]
+    picks = picks[: len(picks) // 2 * 2]
+    rows = [picks[i] + picks[i + 1] for i in range(0, len(picks), 2)]
     args.grid.parent.mkdir(parents=True, exist_ok=True)
-    write_image_atomic(grid(picks), args.grid)
+    write_image_atomic(grid(rows), args.grid)
     print(f"wrote {args.output} and {args.grid}")
 
 

@@ -24,6 +24,7 @@ from .image_utils import IMAGE_EXTENSIONS, list_images, read_image, write_image_
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+TEXT_EXTENSIONS = (".md", ".txt", ".json", ".yaml", ".yml", ".csv")  # clearly not images: skipped without a note
 
 
 @dataclass
@@ -205,7 +206,7 @@ def skipped_folder_entries(inputs: Sequence[str | Path]) -> list[str]:
                 lines.append(f"{entry}: a subfolder; not searched (name it to restore its images)")
             elif not entry.exists():
                 lines.append(f"{entry}: a link to nothing; skipped")
-            elif entry.suffix.lower() not in IMAGE_EXTENSIONS and not entry.name.startswith("."):
+            elif (entry.suffix.lower() not in IMAGE_EXTENSIONS + TEXT_EXTENSIONS) and not entry.name.startswith("."):
                 lines.append(f"{entry}: not an image extension ({', '.join(IMAGE_EXTENSIONS)}); skipped "
                              "(name the file to try it anyway)")
     return lines

@@ -17,7 +17,7 @@ def download(
     variant: Annotated[Optional[str], typer.Option(help="A file variant, e.g. fp16 for SD 2.1-base (half the download; stored under the usual names).")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Download nothing: re-hash the recorded files (of WHAT, if given) against manifest.json.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="Show the targets, their files and their sources in order, then exit.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes; errors only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes: errors only.")] = False,
 ) -> None:
     """Download weights into $OSDFACE_HOME: only the files inference needs, from an ordered list of sources.
 
@@ -46,17 +46,18 @@ def download(
     results = run_download(what, home=home, source=source, variant=variant, convert=convert,
                            progress=not quiet and sys.stderr.isatty(), notify=note)
     fetched = sum(len(r.fetched) for r in results)
-    typer.echo(f"download {what}: done ({fetched} file(s) fetched, "
-               f"{sum(len(r.present) for r in results)} already in place)", err=True)
+    note(f"download {what}: done ({fetched} file(s) fetched, {sum(len(r.present) for r in results)} already "
+         "in place)")
 
 
 def _print_catalog(catalog, home: Path) -> None:
     for target in catalog.values():
-        typer.echo(f"{target.name}: {target.description}")
+        where = str(home / target.folder) if target.folder else ""
+        typer.echo(f"{target.name}: {target.description.replace('{folder}', where)}")
         if target.includes:
             typer.echo(f"  = {' + '.join(target.includes)}" + (", then converted" if target.convert else ""))
             continue
-        typer.echo(f"  into {home / target.folder}")
+        typer.echo(f"  into {where}")
         for spec in target.files:
             typer.echo(f"  file {spec.path}" + (f"  sha256 {spec.sha256}" if spec.sha256 else ""))
         for name, files in target.variants.items():

@@ -165,8 +165,10 @@ def fetch_http(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) ->
                 req_headers = dict(headers, **({"Range": f"bytes={offset}-"} if offset else {}))
                 with session.get(url, headers=req_headers, stream=True, timeout=ctx.timeout) as r:
                     got_response = True
-                    if r.status_code == 416 and offset:  # the part is not a prefix the server knows: start over
-                        part.unlink(missing_ok=True)
+                    if r.status_code == 416 and offset:
+                        if r.headers.get("Content-Range", "") == f"bytes */{offset}":
+                            break  # the partial file is already complete
+                        part.unlink(missing_ok=True)  # not a prefix the server knows: start over
                         h, offset = hashlib.sha256(), 0
                         attempts += 1
                         if attempts > ctx.retries:
@@ -253,11 +255,15 @@ def copy_verified(src: Path, spec: FileSpec, dest_root: Path, source: Source, ct
     tmp.unlink(missing_ok=True)
     real = Path(os.path.realpath(src))
     try:
-        os.link(real, tmp)
-        digest = sha256_file(tmp, ctx, f"sha256 {spec.path}")
+        os.link(real, tmp)  # no copy, no extra space (the HF cache and the home on one file system)
+        linked = True
     except OSError as link_err:
         if link_err.errno == errno.ENOSPC:
             raise _disk_full(link_err, dest) from None
+        linked = False
+    if linked:
+        digest = sha256_file(tmp, ctx, f"sha256 {spec.path}")
+    else:
         size = real.stat().st_size
         ensure_space(dest_root, size, spec.path)
         h = hashlib.sha256()
@@ -297,15 +303,23 @@ def fetch_folder(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) 
 
 def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> str:
     import functools
+    import inspect
 
-    from huggingface_hub import constants, errors, hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from tqdm.auto import tqdm
 
+    try:
+        from huggingface_hub import errors
+    except ImportError:  # huggingface_hub < 0.24 kept them in utils
+        from huggingface_hub import utils as errors
+
     offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
-    bars = tqdm if ctx.progress else functools.partial(tqdm, disable=True)
+    kwargs = {"revision": source.revision}
+    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # bars even when the CLI silences the hub's
+        kwargs["tqdm_class"] = tqdm if ctx.progress else functools.partial(tqdm, disable=True)
     where = f"{source.repo}@{source.revision or 'main'}"
     try:
-        cached = hf_hub_download(source.repo, spec.remote, revision=source.revision, tqdm_class=bars)
+        cached = hf_hub_download(source.repo, spec.remote, **kwargs)
     except errors.GatedRepoError:
         raise SourceFailed(f"{source.repo} is gated: accept its terms on the hub and log in (`hf auth login` or "
                            "HF_TOKEN)", whole_source=True) from None
@@ -314,7 +328,7 @@ def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> 
                            "private)", whole_source=True) from None
     except errors.RevisionNotFoundError:
         raise SourceFailed(f"revision {source.revision} not found in {source.repo}", whole_source=True) from None
-    except errors.LocalEntryNotFoundError:
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled):
         if offline:
             raise SourceFailed(f"{spec.remote} of {where} is not in the local Hugging Face cache "
                                f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 forbids downloading") from None

@@ -44,11 +44,12 @@ def record(home: Path, entries: dict[str, dict]) -> None:
     write_text_atomic(Path(home) / MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
-def entry(home: Path, path: Path, target: str, sha256: str, source: str, known: bool) -> tuple[str, dict]:
+def entry(home: Path, path: Path, target: str, sha256: str, source: str, known: bool,
+          remote: str) -> tuple[str, dict]:
     stat = path.stat()
     key = path.relative_to(home).as_posix()
     return key, {"target": target, "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                 "source": source, "sha256_from": "packaged manifest" if known else "download",
+                 "source": source, "remote": remote, "sha256_from": "packaged manifest" if known else "download",
                  "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -12,6 +13,9 @@ from .fetch import FETCHERS, STAGING, Context, clear_staging, ensure_space, huma
 from .manifest import entry, read_manifest, record, unchanged_since_recorded
 from .manifest import verify as verify_manifest
 from .sources import FileSpec, Target, choose_sources, load_catalog, resolve
+
+
+LOCK_FILE = ".download.lock"
 
 
 @dataclass
@@ -46,12 +50,35 @@ def download(what: str = "paper", *, home: Optional[str | Path] = None, source: 
     leaves, wants_convert = resolve(catalog, what, variant)
     leaves = choose_sources(leaves, source, notify)
     ctx = Context(progress=progress, notify=notify, retries=retries, backoff=backoff)
+    with _home_lock(home):
+        return _download(what, home, leaves, wants_convert and convert, ctx)
+
+
+@contextlib.contextmanager
+def _home_lock(home: Path):
+    """One ``osdface download`` per home folder at a time (they would write the same partial files)."""
+    from filelock import FileLock, Timeout
+
+    home.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(home / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DownloadError(f"another `osdface download` is running on {home} (lock: {home / LOCK_FILE}); wait "
+                            "for it to finish, then run this again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _download(what: str, home: Path, leaves: list[Target], convert: bool, ctx: Context) -> list[TargetResult]:
     known = read_manifest(home)["files"]
 
     plans = [_missing_files(t, home, known, ctx) for t in leaves]  # (missing, present) per target
     needed = sum(f.approx_size or 0 for missing, _ in plans for f in missing)
     needed -= sum(_staged_bytes(home / t.folder) for t, (missing, _) in zip(leaves, plans) if missing)
-    if convert and wants_convert and not (home / "osdface" / "model_index.json").is_file():
+    if convert and not (home / "osdface" / "model_index.json").is_file():
         needed += CONVERTED_SIZE
     if needed > 0:
         ensure_space(home, needed, f"{what} ({human(needed)})")
@@ -59,8 +86,8 @@ def download(what: str = "paper", *, home: Optional[str | Path] = None, source: 
     results = []
     for target, (missing, present) in zip(leaves, plans):
         results.append(_fetch_target(target, home, missing, present, ctx))
-    if convert and wants_convert:
-        convert_paper(home, notify)
+    if convert:
+        convert_paper(home, ctx.notify)
     return results
 
 
@@ -75,8 +102,12 @@ def _missing_files(target: Target, home: Path, known: dict, ctx: Context) -> tup
             missing.append(spec)
             continue
         rec = known.get(path.relative_to(home).as_posix())
+        if rec and rec.get("remote", spec.remote) != spec.remote:  # another variant (fp16 ↔ fp32)
+            ctx.notify(f"{target.name}: {spec.path} holds {rec['remote']}; fetching {spec.remote} in its place")
+            missing.append(spec)
+            continue
         if unchanged_since_recorded(path, rec) and (not spec.sha256 or rec.get("sha256") == spec.sha256):
-            present.append((spec, rec["sha256"], rec.get("source", "?")))
+            present.append((spec, rec["sha256"], rec.get("source", "?"), True))
             continue
         digest = sha256_file(path, ctx, f"sha256 {spec.path}")
         expected = spec.sha256 or (rec or {}).get("sha256")
@@ -88,7 +119,7 @@ def _missing_files(target: Target, home: Path, known: dict, ctx: Context) -> tup
             if rec is None:
                 ctx.notify(f"{target.name}: {spec.path} is already there (not downloaded by osdface): checking "
                            "and recording it")
-            present.append((spec, digest, (rec or {}).get("source", "found in place")))
+            present.append((spec, digest, (rec or {}).get("source", "found in place"), False))
     return missing, present
 
 
@@ -99,8 +130,11 @@ def _staged_bytes(folder: Path) -> int:
 
 def _fetch_target(target: Target, home: Path, missing: list[FileSpec], present: list, ctx: Context) -> TargetResult:
     folder = home / target.folder
-    result = TargetResult(target.name, folder, present=[spec.path for spec, _, _ in present])
-    got: dict[str, tuple[FileSpec, str, str]] = {spec.path: (spec, sha, src) for spec, sha, src in present}
+    result = TargetResult(target.name, folder, present=[p[0].path for p in present])
+    got: dict[str, tuple[FileSpec, str, str]] = {spec.path: (spec, sha, src) for spec, sha, src, _ in present}
+    if not missing and all(recorded for *_, recorded in present):
+        result.checked = "checked and recorded before"  # nothing new: no need to load it all again
+        return result
     if missing:
         ctx.notify(f"{target.name}: {len(missing)} file(s) to fetch into {folder}")
     failures: list[str] = []
@@ -136,7 +170,7 @@ def _fetch_target(target: Target, home: Path, missing: list[FileSpec], present: 
         raise DownloadError(f"{target.name}: could not download {names}. Sources tried: {' | '.join(failures)}. "
                             f"Manual steps: {manual or f'put the files into {folder}'}")
     result.checked = run_check(target.check, target.name, folder, home)
-    entries = dict(entry(home, folder / spec.path, target.name, digest, src, bool(spec.sha256))
+    entries = dict(entry(home, folder / spec.path, target.name, digest, src, bool(spec.sha256), spec.remote)
                    for spec, digest, src in got.values())
     record(home, entries)
     clear_staging(folder)

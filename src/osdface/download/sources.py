@@ -127,7 +127,7 @@ def _file_spec(path: str, entry: Any, where: str) -> FileSpec:
     if path.startswith("/") or ".." in Path(path).parts:
         raise DownloadConfigError(f"{where}: file {path!r} must be a relative path inside the target folder")
     size = entry.get("approx_size")
-    return FileSpec(path=path, remote=str(entry.get("remote", path)), sha256=sha.lower() if sha else None,
+    return FileSpec(path=path, remote=str(entry.get("remote", path)), sha256=str(sha).lower() if sha else None,
                     approx_size=int(size) if size else None)
 
 
@@ -181,7 +181,8 @@ def _build_target(name: str, raw: dict, where: str) -> Target:
     variants = {}
     for vname, entries in (raw.get("variants") or {}).items():
         variants[vname] = {p: _file_spec(p, e, f"{where}: {name} variant {vname}") for p, e in (entries or {}).items()}
-    sources = tuple(_source(s, f"{where}: {name}") for s in raw.get("sources") or [] if not s.get("disabled"))
+    sources = tuple(_source(s, f"{where}: {name}") for s in raw.get("sources") or []
+                    if not (isinstance(s, dict) and s.get("disabled")))
     if files and not sources:
         raise DownloadConfigError(f"{where}: target {name!r} has no sources")
     return Target(name=name, description=str(raw.get("description", "")), folder=raw.get("folder"), files=files,
