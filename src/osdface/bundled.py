@@ -34,8 +34,8 @@ The paper's model (SD 2.1-base + the OSDFace release, trained on FFHQ, CC BY-NC-
 see the osdface README, section "Weights", to install it.
 """
 NOTICE = ("using the bundled osdface-mini model (128 px faces; trained by osdface on UTKFace: non-commercial "
-          "research use only). For the paper's model put the official weights in $OSDFACE_HOME (README, "
-          "'Weights') or pass --weights DIR; --model paper insists on it.")
+          "research use only). For the paper's model run `osdface download` (README, 'Weights') or pass "
+          "--weights DIR; --model paper insists on it.")
 
 
 def bundled_dir() -> Path:

@@ -109,9 +109,9 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
         return "bundled", bundled_dir()
     where = " or ".join(str(c) for c in candidates)
     raise WeightsNotFoundError(
-        f"OSDFace weights not found in {where}. Download the three release files "
+        f"OSDFace weights not found in {where}. Run `osdface download` (or download the three release files "
         f"({', '.join(official.RELEASE_FILES)}) from {official.RELEASE_URL} into {release}, and "
-        f"SD 2.1-base into {default_sd_model()} (or pass --weights DIR and --sd-model PATH)."
+        f"SD 2.1-base into {default_sd_model()}; or pass --weights DIR and --sd-model PATH)."
     )
 
 

@@ -29,6 +29,7 @@ from .sources import FileSpec, Source
 
 STAGING = ".download"
 CHUNK = 1 << 20
+HTTP_CHUNK = 1 << 16  # what a dropped connection can cost: the last, incomplete chunk is not kept
 DISK_MARGIN = 64 << 20  # left free besides what is downloaded
 GDOWN_HINT = "pip install 'osdface[download]'"
 
@@ -187,7 +188,7 @@ def fetch_http(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) ->
                         ensure_space(dest_root, total - offset, spec.path)
                     start, t0 = offset, time.monotonic()
                     with open(part, "ab") as f, _bar(ctx, total, offset, spec.path) as bar:
-                        for chunk in r.iter_content(CHUNK):
+                        for chunk in r.iter_content(HTTP_CHUNK):
                             f.write(chunk)
                             h.update(chunk)
                             offset += len(chunk)
@@ -205,8 +206,8 @@ def fetch_http(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) ->
                 attempts = _retry_or_fail(attempts, ctx, spec, offset, part, _first_line(err))
             except (requests.ConnectionError, requests.Timeout) as err:
                 if not got_response:
-                    raise SourceFailed(f"cannot connect to {_host(url)} (offline, or the host is down): "
-                                       f"{_first_line(err)}", whole_source=True) from None
+                    raise SourceFailed(f"cannot connect to {_host(url)} (offline, or the host is down: "
+                                       f"{_connect_reason(err)})", whole_source=True) from None
                 attempts = _retry_or_fail(attempts, ctx, spec, offset, part, _first_line(err))
             except requests.RequestException as err:  # bad URL, redirect loop, ...
                 raise SourceFailed(f"{url}: {_first_line(err)}") from None
@@ -230,6 +231,14 @@ def _retry_or_fail(attempts: int, ctx: Context, spec: FileSpec, offset: int, par
 def _range_starts_at(response, offset: int) -> bool:
     content_range = response.headers.get("Content-Range", "")
     return content_range.startswith(f"bytes {offset}-")
+
+
+def _connect_reason(err: BaseException) -> str:
+    """The OS's words from a requests/urllib3 connection error ("[Errno 111] Connection refused")."""
+    import re
+
+    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(err))
+    return found.group(0).strip() if found else _first_line(err)
 
 
 def _host(url: str) -> str:
@@ -317,7 +326,7 @@ def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> 
     kwargs = {"revision": source.revision}
     if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # bars even when the CLI silences the hub's
         kwargs["tqdm_class"] = tqdm if ctx.progress else functools.partial(tqdm, disable=True)
-    where = f"{source.repo}@{source.revision or 'main'}"
+    where = f"{source.repo}@{(source.revision or 'main')[:12]}"
     try:
         cached = hf_hub_download(source.repo, spec.remote, **kwargs)
     except errors.GatedRepoError:

@@ -144,12 +144,13 @@ def _fetch_target(target: Target, home: Path, missing: list[FileSpec], present: 
         if not remaining:
             break
         fetch = FETCHERS[source.kind]
-        still, reasons = [], []
+        still, reasons = [], {}  # reason with the file name taken out -> [(reason, file)]
         for n, spec in enumerate(remaining):
             try:
                 digest = fetch(source, spec, folder, ctx)
             except SourceFailed as err:
-                reasons.append(err.reason)
+                key = err.reason.replace(spec.remote, "<file>").replace(spec.path, "<file>")
+                reasons.setdefault(key, []).append((err.reason, spec.path))
                 still.append(spec)
                 if err.whole_source:
                     still.extend(remaining[n + 1:])
@@ -159,7 +160,8 @@ def _fetch_target(target: Target, home: Path, missing: list[FileSpec], present: 
             result.fetched.append(spec.path)
         remaining = still
         if reasons:
-            reason = "; ".join(dict.fromkeys(reasons))
+            reason = "; ".join(items[0][0] + (f" (likewise {', '.join(p for _, p in items[1:])})" if items[1:] else "")
+                               for items in reasons.values())
             failures.append(f"{source.describe()}: {reason}")
             after = (f"trying {sources[i + 1].name} next for {len(remaining)} file(s)" if i + 1 < len(sources)
                      else "no sources left")

@@ -110,9 +110,15 @@ class ONet(nn.Module):
 
 
 def default_weights_dir() -> Path:
-    """The ``data/`` folder of the installed facenet-pytorch package, found without importing it."""
+    """The ``data/`` folder of the installed facenet-pytorch package, found without importing it; else
+    ``$OSDFACE_HOME/mtcnn`` (where ``osdface download detector`` puts the same files)."""
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
+        from ..models.stable_diffusion import weights_home
+
+        downloaded = weights_home() / "mtcnn"
+        if all((downloaded / f"{net}.pt").is_file() for net in ("pnet", "rnet", "onet")):
+            return downloaded
         raise WeightsNotFoundError(
             f"MTCNN weights not found: facenet-pytorch is not installed ({INSTALL_HINT}), "
             "or pass weights=<folder with pnet.pt, rnet.pt, onet.pt>"
