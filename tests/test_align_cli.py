@@ -53,7 +53,9 @@ def test_crops_equal_the_restorers_alignment(aligned):
     np.testing.assert_allclose(record["landmarks5"], det.landmarks5, atol=0.01)
 
 
-def test_rerun_keeps_faces_and_refuses_another_size(aligned, tmp_path):
+def test_rerun_keeps_faces_and_refuses_another_size(aligned, tmp_path, capsys):
+    from test_cli import run_cli
+
     out, _ = aligned
     work = tmp_path / "a"
     shutil.copytree(out, work)
@@ -62,8 +64,8 @@ def test_rerun_keeps_faces_and_refuses_another_size(aligned, tmp_path):
     assert result.exit_code == 0, result.output
     assert (work / "group_03.png").stat().st_mtime_ns == before
     assert len(json.loads((work / "manifest.json").read_text())["faces"]) == 7  # group.jpg's entries kept
-    result = run(EXAMPLES / "astronaut.jpg", "--output", work, "--size", 256)
-    assert result.exit_code == 2 and "aligned at 128 px" in result.output
+    code, err = run_cli(["align", EXAMPLES / "astronaut.jpg", "--output", work, "--size", 256], capsys)
+    assert code == 2 and "aligned at 128 px" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_photos_no_face_and_failures(tmp_path):

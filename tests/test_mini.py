@@ -79,8 +79,8 @@ def faces128(tmp_path_factory) -> Path:
 
 def test_stage1_mini_config_trains_a_step(tmp_path, faces128):
     cfg = load_stage1_config("stage1_mini", [f"data.roots=[{faces128}]", "train.batch_size=2", "train.max_steps=1",
-                                             f"train.output_dir={tmp_path / 'hq'}", "data.num_workers=0",
-                                             "train.num_samples=2"], phase="hq")
+                                             f"train.output_dir={tmp_path / 'lq'}", "data.num_workers=0",
+                                             "train.num_samples=2"], phase="lq")
     assert cfg.model.resolution == MINI_SIZE and cfg.loss.perceptual_weight == 0
     run_dir = train_vre(cfg)
     vre = VisualRepresentationEmbedder.from_pretrained(Path(run_dir) / "export" / "visual_embedder")
