@@ -63,7 +63,8 @@ def test_missing_weights_is_one_line_without_traceback(tmp_path):
     env = {**os.environ, "OSDFACE_HOME": str(tmp_path / "empty"), "PYTHONPATH": SRC}
     write_faces(tmp_path / "in", 1)
     proc = subprocess.run([sys.executable, "-m", "osdface", "restore", str(tmp_path / "in"), "-o",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+                           str(tmp_path / "out"), "--model", "paper"], capture_output=True, text=True, env=env,
+                          timeout=300)  # (without --model paper the bundled mini model would restore)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: OSDFace weights not found")
@@ -108,7 +109,12 @@ def test_inputs_are_never_overwritten_and_name_clashes_reported(tmp_path, capsys
     before = {p: p.read_bytes() for p in (tmp_path / "in").iterdir()}
     code, err = run_cli(["restore", "--aligned", tmp_path / "in", "-o", tmp_path / "in", "--format", "same",
                          "--overwrite", "--weights", tiny_model_dir, "-q"], capsys)
-    assert code == 1 and err.count("would overwrite an input file") == 3
+    assert code == 2 and "also an input folder" in err  # refused before any work
+    named = sorted((tmp_path / "in").iterdir())  # the same files named one by one: refused file by file
+    code, err = run_cli(["restore", "--aligned", *named, "-o", tmp_path / "in", "--format", "same",
+                         "--overwrite", "--weights", tiny_model_dir, "-q"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # (the summary repeats them)
+    assert code == 1 and sum("would overwrite an input file" in line for line in errors) == 3
     assert {p: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before
     code, err = run_cli(["restore", "--aligned", *inputs, tmp_path / "in" / "face0.jpg", "-o", tmp_path / "out",
                          "--weights", tiny_model_dir, "-q"], capsys)

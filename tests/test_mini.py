@@ -80,7 +80,7 @@ def faces128(tmp_path_factory) -> Path:
 def test_stage1_mini_config_trains_a_step(tmp_path, faces128):
     cfg = load_stage1_config("stage1_mini", [f"data.roots=[{faces128}]", "train.batch_size=2", "train.max_steps=1",
                                              f"train.output_dir={tmp_path / 'lq'}", "data.num_workers=0",
-                                             "train.num_samples=2"], phase="lq")
+                                             "train.num_samples=2", "train.mixed_precision=no"], phase="lq")
     assert cfg.model.resolution == MINI_SIZE and cfg.loss.perceptual_weight == 0
     run_dir = train_vre(cfg)
     vre = VisualRepresentationEmbedder.from_pretrained(Path(run_dir) / "export" / "visual_embedder")
@@ -103,7 +103,8 @@ def test_stage2_mini_config_trains_the_whole_unet_and_exports(tmp_path, faces128
     cfg = load_stage2_config("stage2_mini", [
         f"model.vre={vre}", f"data.roots=[{faces128}]", f"data.val_roots=[{faces128}]", "data.num_workers=0",
         "train.batch_size=2", "train.max_steps=2", "train.validate_every=2", "train.checkpoint_every=2",
-        "data.val_count=2", "data.val_grid=2", f"train.output_dir={tmp_path / 'run'}"])
+        "data.val_count=2", "data.val_grid=2", f"train.output_dir={tmp_path / 'run'}",
+        "train.mixed_precision=no"])  # (accelerate's state is one per process: the other tests use "no")
     assert cfg.model.train_unet == "full" and cfg.model.sample_size == MINI_SIZE
     pipe, disc = stage2.build_models(cfg)
     assert disc is None and pipe.base_model is None

@@ -34,7 +34,7 @@ def restore(
     model: Annotated[str, typer.Option(help="auto | paper | mini. auto: --weights or the paper's weights where installed, else the bundled osdface-mini (128 px, trained on UTKFace, non-commercial). paper: never fall back to mini. mini: the bundled model.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass (photo mode: faces of several photos are batched together).")] = 4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps. auto picks CUDA (LOCAL_RANK's GPU under torchrun/accelerate), then MPS, then CPU.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 (half precision: GPUs; on CPU bfloat16 is slow without AMX).")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 | auto (bfloat16 on CPUs with AMX-BF16/AVX512-BF16 and CUDA sm80+, float16 on older GPUs and MPS, float32 elsewhere; the choice is printed). The VRE, adapter and x0 always stay float32/float64.")] = "float32",
     posterior: Annotated[str, typer.Option(help="VAE posterior: 'mode' (deterministic, default) or 'sample' (as the official code, seeded by --seed).")] = "mode",
     seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each face gets its own generator, so results do not depend on batching or sharding.")] = 114,
     fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's; PNG for a file without an image extension). RGBA inputs keep alpha in png/webp.")] = "png",
@@ -84,14 +84,14 @@ def restore(
 
         if detector not in DETECTORS:
             raise OSDFaceError(f"--detector {detector!r}: unknown; available: {', '.join(sorted(DETECTORS))}")
-    check_output_folder(output, inputs)
+    find_weights(str(weights) if weights else None, model)
     found, problems = list_images(inputs)
     if not found:
         for line in problems:
             typer.echo(f"error: {line}", err=True)
         typer.echo("error: no image to restore among the inputs", err=True)
         raise typer.Exit(1)
-    find_weights(str(weights) if weights else None, model)
+    check_output_folder(output, inputs)
     pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype, model=model,
                          notify=lambda line: typer.echo(f"note: {line}", err=True))
 
