@@ -29,6 +29,7 @@ from osdface.download import (DiskFullError, DownloadConfigError, DownloadError,
 from osdface.download import checks as download_checks
 from osdface.download.sources import load_catalog
 from osdface.errors import WeightsFormatError
+from test_eval_cli import run_cli  # (code, stdout, stderr) through osdface.cli.main
 
 
 # ----------------------------------------------------------------------------- the loopback server
@@ -175,22 +176,6 @@ def run(home: Path, what: str = "fake", **kw):
     kw.setdefault("backoff", 0.0)
     results = download(what, home=home, progress=False, notify=notes.append, **kw)
     return results, notes
-
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    from osdface.cli import main
-
-    old = sys.argv
-    sys.argv = ["osdface", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ----------------------------------------------------------------------------- plain URLs
