@@ -11,6 +11,9 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `osdface restore` defaults to --dtype auto (bf16 on AMX CPUs, fp32 on AVX2 ones): the CLI tests compare
+# against float32 pipelines, so they pin float32 unless a test says otherwise (test_dtype_auto_is_the_default).
+os.environ["OSDFACE_DTYPE"] = "float32"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # A VRE with the release's block design at toy size: 3 levels (32→16→8), attention at 8×8,

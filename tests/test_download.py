@@ -35,6 +35,13 @@ from test_eval_cli import run_cli  # (code, stdout, stderr) through osdface.cli.
 # ----------------------------------------------------------------------------- the loopback server
 
 
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """The test server; connections the tests cut on purpose are not printed as errors."""
+
+    def handle_error(self, request, client_address):
+        pass
+
 class LoopbackServer:
     """Serves ``files`` (path → bytes) on 127.0.0.1 with Range support; ``cut[path] = (offset, times)``
     sends the body only up to byte ``offset`` and drops the connection (``times`` requests; -1: always)."""
@@ -91,7 +98,7 @@ class LoopbackServer:
                     return
                 self.wfile.write(data[start:])
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -369,3 +369,15 @@ def test_bad_values_inside_commands_are_one_line(tmp_path, capsys):
                           (["train-vre", "--config", "stage1_mini", "--phase", "zz"], "phase must be one of")]:
         code, err = run_cli(args, capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_dtype_auto_is_the_default(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    from osdface.hardware import auto_dtype
+
+    monkeypatch.delenv("OSDFACE_DTYPE")
+    write_faces(tmp_path / "in", 1)
+    code, err = run_cli(aligned(tmp_path, tiny_model_dir), capsys)
+    chosen, reason = auto_dtype(__import__("torch").device("cpu"))
+    assert code == 0 and f"--dtype auto: {str(chosen).removeprefix('torch.')} on cpu ({reason})" in err
+    code, err = run_cli(aligned(tmp_path, tiny_model_dir, "--dtype", "float64"), capsys)
+    assert code == 2 and "--dtype must be auto or one of" in err

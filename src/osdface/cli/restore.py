@@ -34,7 +34,7 @@ def restore(
     model: Annotated[str, typer.Option(help="auto | paper | mini. auto: --weights or the paper's weights where installed, else the bundled osdface-mini (128 px, trained on UTKFace, non-commercial). paper: never fall back to mini. mini: the bundled model.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass (photo mode: faces of several photos are batched together).")] = 4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps. auto picks CUDA (LOCAL_RANK's GPU under torchrun/accelerate), then MPS, then CPU.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 | auto (bfloat16 on CPUs with AMX-BF16/AVX512-BF16 and CUDA sm80+, float16 on older GPUs and MPS, float32 elsewhere; the choice is printed). The VRE, adapter and x0 always stay float32/float64.")] = "float32",
+    dtype: Annotated[str, typer.Option(envvar="OSDFACE_DTYPE", help="auto | float32 | float16 | bfloat16. auto: bfloat16 on CPUs with AMX-BF16/AVX512-BF16 and CUDA sm80+, float16 on older GPUs and MPS, float32 elsewhere (the choice is printed). The VRE, adapter and x0 always stay float32/float64.")] = "auto",
     posterior: Annotated[str, typer.Option(help="VAE posterior: 'mode' (deterministic, default) or 'sample' (as the official code, seeded by --seed).")] = "mode",
     seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each face gets its own generator, so results do not depend on batching or sharding.")] = 114,
     fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's; PNG for a file without an image extension). RGBA inputs keep alpha in png/webp.")] = "png",
