@@ -64,5 +64,5 @@ def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
     if device.type == "mps":
         return torch.float16, "Apple GPU: float16"
     if cpu_native_bf16():
-        return torch.bfloat16, "this CPU has native bfloat16 (AMX-BF16/AVX512-BF16)"
+        return torch.bfloat16, "this CPU has native bfloat16: AMX-BF16 or AVX512-BF16"
     return torch.float32, "this CPU has no native bfloat16 (it would be emulated, slower than float32)"
