@@ -26,10 +26,10 @@ def run_cli(args, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def write_faces(folder: Path, n: int, seed: int = 0) -> list[Path]:
+def write_faces(folder: Path, n: int, seed: int = 0, size: int = TINY_SIZE) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, im in enumerate(face_images(n, seed=seed)):
+    for i, im in enumerate(face_images(n, size=size, seed=seed)):
         paths.append(folder / f"face{i}.png")
         Image.fromarray(im).save(paths[-1])
     return paths

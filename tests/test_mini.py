@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import face_images
+from test_cli import write_faces
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -72,8 +73,7 @@ def test_cosine_schedule_factor():
 @pytest.fixture(scope="module")
 def faces128(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faces128")
-    for i, image in enumerate(face_images(4, size=MINI_SIZE, seed=11)):
-        Image.fromarray(image).save(root / f"face{i}.png")
+    write_faces(root, 4, seed=11, size=MINI_SIZE)
     return root
 
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, List, Optional
 
-import numpy as np
 import typer
 
 from ..batch_files import FORMATS
@@ -45,7 +44,8 @@ def restore(
     """Restore faces in one diffusion step: every face of whole photos (default), or aligned crops.
 
     **Photos** (default): faces are detected (5 landmarks), aligned to the FFHQ template at the
-    model's size (512; 128 for the bundled mini model), restored in batches across photos, and pasted back with a feathered mask and colour matching.
+    model's size (512; 128 for the bundled mini model), restored in batches across photos, and
+    pasted back with a feathered mask and colour matching.
     The output has the input's size (times --upscale); grayscale stays grayscale, RGBA keeps its
     alpha, 16-bit inputs are written as 8-bit, EXIF orientation is applied. A photo with no face is
     copied through (upscaled if asked) and reported as a note, not a failure. Photos over 100 MP are
@@ -70,13 +70,15 @@ def restore(
     from ..batch_files import restore_files, shard
     from ..errors import OSDFaceError
     from ..image_utils import MAX_PHOTO_PIXELS, list_images, read_image, read_photo
-    from ..loading import find_weights, load_pipeline, resolve_device
+    from ..loading import DTYPES, find_weights, load_pipeline, resolve_device
 
-    # 1. Every flag, the output folder and the inputs are checked before any model loads.
+    # 1. Every flag, the weights' place, the inputs and the output folder are checked before any model loads.
     if posterior not in ("mode", "sample"):
         raise OSDFaceError(f"--posterior must be 'mode' or 'sample', got {posterior!r}")
     if fmt not in (*FORMATS, "same"):
         raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
     resolve_device(device)
     shard()
     if not aligned:
@@ -96,10 +98,11 @@ def restore(
                          notify=lambda line: typer.echo(f"note: {line}", err=True))
 
     if aligned:
-        from ..batch_files import RestoredFile
-        from ..photos import blend_fidelity, compare_image
+        import cv2
 
+        from ..batch_files import RestoredFile
         from ..face.restorer import is_grayscale
+        from ..photos import blend_fidelity, compare_image
 
         def restore_batch(images, paths):
             generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
@@ -108,8 +111,8 @@ def restore(
             results = []
             for src, before, after in zip(paths, images, out):
                 after = blend_fidelity(after, before, fidelity)
-                if is_grayscale(before):  # grayscale stays grayscale (one channel, BT.601 luma)
-                    after = np.round(after.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+                if is_grayscale(before):  # grayscale stays grayscale (one channel), as in photo mode
+                    after = cv2.cvtColor(after, cv2.COLOR_RGB2GRAY)
                 extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
                 results.append(RestoredFile(after, extras))
             return results

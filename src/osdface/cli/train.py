@@ -10,7 +10,7 @@ Usage:
     osdface train --export runs/stage2 --output weights/my-osdface                      # a checkpoint → weights
     osdface train --config stage2_default --print-config optim.lr_g=5.0e-5              # show the resolved config
 
-``--config`` takes a YAML file or a packaged name (stage2_default, stage2_tiny). Write floats with a
+``--config`` takes a YAML file or a packaged name (stage2_default, stage2_mini, stage2_tiny). Write floats with a
 dot or a mantissa (``5.0e-5``, not ``5e-5``: YAML reads the latter as text).
 """
 
@@ -29,7 +29,7 @@ def train(
         "With --export: applied to the checkpoint's stored config (e.g. model.sd_model=/new/path).",
         show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option(
-        "--config", "-c", help="YAML config file, or a packaged one: stage2_default | stage2_tiny. Optional with "
+        "--config", "-c", help="YAML config file, or a packaged one: stage2_default | stage2_mini | stage2_tiny. Optional with "
         "--resume (the checkpoint stores its config; a file given here is applied on top).")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Run folder (train.output_dir): checkpoints/, logs/, samples/, metrics.jsonl, "

@@ -9,7 +9,7 @@ Usage:
     osdface train-vre --resume latest --output runs/stage1_assoc        # continue after a crash
     osdface train-vre --export runs/stage1_assoc --output weights/vre   # export a run's latest checkpoint
 
-``--config`` takes a YAML file or a packaged name (stage1_hq, stage1_lq, stage1_assoc, stage1_tiny).
+``--config`` takes a YAML file or a packaged name (stage1_hq, stage1_lq, stage1_assoc, stage1_mini, stage1_tiny).
 Write floats with a dot (``optim.lr=1.0e-4``, not ``1e-4``: YAML reads the latter as text).
 """
 
