@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .errors import ImageReadError, OSDFaceError
 from .files import sweep_stale_temp_files, write_text_atomic
-from .image_utils import IMAGE_EXTENSIONS, list_images, read_image, write_image_atomic
+from .image_utils import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_images, read_image, write_image_atomic
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -143,7 +143,7 @@ def restore_files(
                 log(f"error: {err}")
         for (src, dst), result in zip(ok, _restore_isolated(restore_batch, images, [src for src, _ in ok])):
             if isinstance(result, Exception):
-                report.failed.append(f"{src}: restoration failed ({type(result).__name__}: {_one_line(result)})")
+                report.failed.append(f"{src}: restoration failed ({type(result).__name__}: {one_line(result)})")
                 log(f"error: {report.failed[-1]}")
                 continue
             result = result if isinstance(result, RestoredFile) else RestoredFile(result)
@@ -160,7 +160,7 @@ def restore_files(
                     report.notes.append(f"{src}: {result.note}")
                     log(f"note: {report.notes[-1]}")
             except (OSError, ValueError) as err:
-                reason = err.strerror if isinstance(err, OSError) and err.strerror else _one_line(err)
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else one_line(err)
                 report.failed.append(f"{dst}: cannot write output ({reason})")
                 log(f"error: {report.failed[-1]}")
         bar.update(len(chunk))
@@ -170,7 +170,7 @@ def restore_files(
     return report
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text[:300] if text else type(err).__name__
 
@@ -206,7 +206,7 @@ def skipped_folder_entries(inputs: Sequence[str | Path]) -> list[str]:
                 lines.append(f"{entry}: a subfolder; not searched (name it to restore its images)")
             elif not entry.exists():
                 lines.append(f"{entry}: a link to nothing; skipped")
-            elif (entry.suffix.lower() not in IMAGE_EXTENSIONS + TEXT_EXTENSIONS) and not entry.name.startswith("."):
+            elif (entry.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS + TEXT_EXTENSIONS) and not entry.name.startswith("."):
                 lines.append(f"{entry}: not an image extension ({', '.join(IMAGE_EXTENSIONS)}); skipped "
                              "(name the file to try it anyway)")
     return lines

@@ -19,3 +19,8 @@ class ImageReadError(OSDFaceError):
 
 class DatasetError(OSDFaceError):
     """A dataset cannot be built or served; the message names the folder(s) and the problem."""
+
+
+class VideoReadError(ImageReadError):
+    """An input video cannot be read whole (no video stream, no frames, corrupt or truncated data); the
+    message names the file and the reason."""

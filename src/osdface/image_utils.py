@@ -21,6 +21,7 @@ from .files import atomic_write
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".gif")  # restored by osdface.video
 
 
 # ----------------------------------------------------------------------------- files

@@ -164,8 +164,17 @@ class OSDFacePipeline:
 
     def visual_prompt(self, lq: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [-1, 1] → (B, 77, 1024) cross-attention context."""
-        tokens = self.vre(lq.to(self.vre.dtype))  # (B, 77, 512), the release's double normalisation inside
-        return self.adapter(tokens.to(self.adapter.dtype)).to(self.dtype)  # (B, 77, 1024)
+        return self.prompt_from_features(self.visual_features(lq))
+
+    def visual_features(self, lq: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [-1, 1] → the VRE's pre-quantisation features (B, 512, 16, 16) at the release
+        sizes; the release's double normalisation inside. Video smooths these along a face track."""
+        return self.vre.encode(lq.to(self.device, self.vre.dtype))
+
+    def prompt_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """VRE features (B, C, h, w) → distinct nearest codes (B, 77, 512) → adapter → (B, 77, 1024)."""
+        tokens = self.vre.quantize.select_tokens(features.to(self.vre.dtype), self.vre.config.num_tokens)
+        return self.adapter(tokens.to(self.adapter.dtype)).to(self.dtype)
 
     def predict_x0(self, latents: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x0 = (z − √(1−ᾱ)·ε̂) / √ᾱ at ``timestep``, in float64 (on CPU for devices without it)."""
@@ -176,7 +185,7 @@ class OSDFacePipeline:
         return x0.to(latents.device, torch.float32)  # as the official code, before the decode dtype cast
 
     def generate(self, lq: torch.Tensor, generator=None, posterior: str = "mode",
-                 clamp: bool = True) -> dict[str, torch.Tensor]:
+                 clamp: bool = True, prompt_embeds: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """The one-step recipe with autograd left on (stage-2 training goes through here too).
 
         lq: (B, 3, H, W) in [-1, 1], H and W multiples of 8·2^(UNet levels − 1). Returns a dict with
@@ -185,14 +194,18 @@ class OSDFacePipeline:
         ``posterior``: ``"mode"`` (deterministic, default) or ``"sample"`` as the official code
         (then ``generator`` — one torch.Generator or a list of B — makes it reproducible).
         ``clamp=False`` leaves the decoded image unclamped (training: no zero gradient where the
-        decoder overshoots [-1, 1]); inference always clamps, as the official code.
+        decoder overshoots [-1, 1]); inference always clamps, as the official code. ``prompt_embeds``
+        (B, 77, 1024): a visual prompt made beforehand (video: from VRE features smoothed along a face
+        track) instead of the one of ``lq``.
         """
         if posterior not in ("mode", "sample"):
             raise ValueError(f"posterior must be 'mode' or 'sample', got {posterior!r}")
         lq = lq.to(self.device, torch.promote_types(lq.dtype, torch.float32))  # the VRE sees the input unrounded
         vae_dtype = self.vae_dtype
         # 1. Visual prompt from the VRE
-        prompt_embeds = self.visual_prompt(lq)  # (B, 77, 1024)
+        if prompt_embeds is None:
+            prompt_embeds = self.visual_prompt(lq)  # (B, 77, 1024)
+        prompt_embeds = prompt_embeds.to(self.device, self.dtype)
         # 2. Encode the LQ face to latents
         with self._autocast():
             dist = self.vae.encode(lq.to(vae_dtype)).latent_dist  # mean/std (B, 4, H/8, W/8)
@@ -218,9 +231,10 @@ class OSDFacePipeline:
                 "pred_latents": pred_latents}
 
     @torch.inference_mode()
-    def restore_tensor(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> torch.Tensor:
+    def restore_tensor(self, lq: torch.Tensor, generator=None, posterior: str = "mode",
+                       prompt_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Batched restoration of (B, 3, H, W) faces in [-1, 1] → (B, 3, H, W) in [-1, 1] (see ``generate``)."""
-        return self.generate(lq, generator=generator, posterior=posterior)["image"]
+        return self.generate(lq, generator=generator, posterior=posterior, prompt_embeds=prompt_embeds)["image"]
 
     def preprocess(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         """(1, 3, H, W) in [-1, 1] → (1, 3, S, S) and what ``postprocess`` needs to undo it.

@@ -40,6 +40,11 @@ def restore(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them).")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write what happened as JSON: done, skipped, failed (file: reason), notes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    landmark_smoothing: Annotated[int, typer.Option(min=0, max=30, help="Video: a face's landmarks are fitted by a line over this many frames each side (0: each frame's own detection).")] = 3,
+    prompt_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Video: weight of a face track's past VRE features in its visual prompt (0: each frame its own prompt).")] = 0.7,
+    video_codec: Annotated[Optional[str], typer.Option(help="Video: FFmpeg encoder. Default by container: libx264 (CRF 17) for mp4/mov/mkv, libvpx-vp9 for webm, gif for gif.")] = None,
+    video_option: Annotated[Optional[List[str]], typer.Option("--video-option", help="Video: encoder option KEY=VALUE, repeatable (e.g. crf=20, preset=slow).")] = None,
+    video_segment: Annotated[int, typer.Option(min=1, help="Video: frames per resumable segment; an interrupted run resumes after the last finished one.")] = 120,
 ) -> None:
     """Restore faces in one diffusion step: every face of whole photos (default), or aligned crops.
 
@@ -55,6 +60,12 @@ def restore(
     mini) and come out S×S, as in the official code. Non-square inputs are edge-padded to a square,
     restored, and the padding is cropped off again: the output keeps the aspect ratio with long side S.
 
+    **Videos** (mp4, mov, m4v, mkv, webm, gif): frames are streamed, faces tracked across frames,
+    aligned with temporally smoothed landmarks, restored in batches across frames with a visual prompt
+    smoothed along each track, and pasted back. The output (same file name and container) keeps the
+    frame count, timestamps, frame rate, rotation metadata and audio (copied). An interrupted clip
+    resumes at its last finished segment on a rerun.
+
     **Weights**: --weights, else $OSDFACE_HOME/osdface, else $OSDFACE_HOME/osdface-release, else the
     bundled osdface-mini model (a note says so; --model picks explicitly).
 
@@ -67,7 +78,7 @@ def restore(
     """
     import torch
 
-    from ..batch_files import restore_files, shard
+    from ..batch_files import BatchReport, restore_files, shard
     from ..errors import OSDFaceError
     from ..image_utils import MAX_PHOTO_PIXELS, list_images, read_image, read_photo
     from ..loading import DTYPES, find_weights, load_pipeline, resolve_device
@@ -86,9 +97,15 @@ def restore(
 
         if detector not in DETECTORS:
             raise OSDFaceError(f"--detector {detector!r}: unknown; available: {', '.join(sorted(DETECTORS))}")
+    codec_options = _parse_video_options(video_option or [])
     find_weights(str(weights) if weights else None, model)
-    found, problems = list_images(inputs)
-    if not found:
+    videos, image_inputs = split_videos(inputs)
+    found, problems = list_images(image_inputs) if image_inputs else ([], [])
+    if videos:
+        from ..video.io import import_av
+
+        import_av()  # PyAV missing: one line before any model loads
+    if not found and not videos:
         for line in problems:
             typer.echo(f"error: {line}", err=True)
         typer.echo("error: no image to restore among the inputs", err=True)
@@ -143,8 +160,29 @@ def restore(
                                      f"of {MAX_PHOTO_PIXELS:,}; lower --upscale")
             return photo
 
-    result = restore_files(inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
-                           fmt=fmt, progress=not quiet, read=read)
+    result = restore_files(image_inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
+                           fmt=fmt, progress=not quiet, read=read) if image_inputs else BatchReport()
+    if videos and aligned:
+        for src in videos:
+            result.failed.append(f"{src}: a video is restored in photo mode (faces detected and tracked); "
+                                 "drop --aligned")
+            typer.echo(f"error: {result.failed[-1]}", err=True)
+    elif videos:
+        from ..video.batch import restore_videos
+        from ..video.restorer import Stabilisers, VideoFaceRestorer
+
+        stabilisers = Stabilisers(landmark_smoothing, prompt_smoothing, bridge_gap=3 if landmark_smoothing else 0)
+        settings = {"weights": str(weights), "model": model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
+                    "options": [only_center_face, min_face_size, max_faces, fidelity, color_match, posterior, seed,
+                                detector, detector_weights]}
+
+        def make_video_restorer():
+            return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=batch_size, fidelity=fidelity,
+                                     posterior=posterior, seed=seed)
+
+        restore_videos(videos, output, make_video_restorer, settings, report=result, codec=video_codec,
+                       codec_options=codec_options, upscale=upscale, segment_frames=video_segment,
+                       overwrite=overwrite, progress=not quiet)
     typer.echo(result.summary(), err=True)
     if report is not None:
         write_text_atomic(report, json.dumps(result.to_json(), indent=2) + "\n")
@@ -196,3 +234,35 @@ def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_fac
     if not result.faces:
         note = "no face found; copied through" + (f" (upscaled ×{upscale:g})" if upscale != 1 else "")
     return RestoredFile(image, extras, note)
+
+
+def split_videos(inputs) -> tuple[list[Path], list[Path]]:
+    """(video files, the other inputs). Folders give their videos; a folder stays among the other
+    inputs when it holds images, or holds neither (so that its problem is reported)."""
+    from ..image_utils import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    videos, others = [], []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            entries = sorted(p for p in item.iterdir() if p.is_file())
+            found = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
+            videos.extend(found)
+            if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries) or not found:
+                others.append(item)
+        elif item.suffix.lower() in VIDEO_EXTENSIONS and item.is_file():
+            videos.append(item)
+        else:
+            others.append(item)
+    return videos, others
+
+
+def _parse_video_options(items: List[str]) -> dict:
+    from ..errors import OSDFaceError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OSDFaceError(f"--video-option {item!r}: expected KEY=VALUE (e.g. crf=20)")
+        options[key.strip()] = value.strip()
+    return options

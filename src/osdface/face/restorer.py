@@ -52,8 +52,8 @@ class RestoreResult:
 
 
 @dataclass
-class _Prepared:
-    """Everything about one photo before its faces are restored."""
+class PreparedPhoto:
+    """Everything about one photo before its faces are restored (``FaceRestorer.prepare``)."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None
@@ -159,22 +159,22 @@ class FaceRestorer:
 
     def __call__(self, image: np.ndarray) -> RestoreResult:
         """Restore one photo; ``restore_fn`` is called once with all its faces (not at all if none)."""
-        prepared = self._prepare(image)
-        return self._finish(prepared, self._restore(prepared.crops))
+        prepared = self.prepare(image)
+        return self.finish(prepared, self._restore(prepared.crops))
 
     def restore_many(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[RestoreResult]:
         """Restore several photos, calling ``restore_fn`` on batches of up to ``batch_size`` faces
         drawn from all of them (fewer model calls than one per photo)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        prepared = [self._prepare(image) for image in images]
+        prepared = [self.prepare(image) for image in images]
         crops = [crop for p in prepared for crop in p.crops]
         restored: list[np.ndarray] = []
         for start in range(0, len(crops), batch_size):
             restored.extend(self._restore(crops[start : start + batch_size]))
         results, start = [], 0
         for p in prepared:
-            results.append(self._finish(p, restored[start : start + len(p.crops)]))
+            results.append(self.finish(p, restored[start : start + len(p.crops)]))
             start += len(p.crops)
         return results
 
@@ -196,12 +196,16 @@ class FaceRestorer:
 
     # ------------------------------------------------------------------ steps
 
-    def _prepare(self, image: np.ndarray) -> _Prepared:
+    def prepare(self, image: np.ndarray, detections: Sequence[Detection] | None = None) -> PreparedPhoto:
+        """Split the photo's channels, detect and select its faces, align and crop them. ``detections``:
+        faces found elsewhere (video: a track's smoothed landmarks), used as given, not selected again."""
         rgb, alpha, layout = split_channels(image)
-        detections = self.select(self.detector.detect(rgb), rgb.shape)
+        if detections is None:
+            detections = self.select(self.detector.detect(rgb), rgb.shape)
+        detections = list(detections)
         affines = [estimate_affine(d.landmarks5, face_size=self.face_size) for d in detections]
         crops = [warp_face(rgb, a, self.face_size) for a in affines]
-        return _Prepared(rgb, alpha, layout, is_grayscale(rgb), detections, affines, crops)
+        return PreparedPhoto(rgb, alpha, layout, is_grayscale(rgb), detections, affines, crops)
 
     def _restore(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         if not crops:
@@ -216,7 +220,8 @@ class FaceRestorer:
                 raise ValueError(f"restore_fn output {k} must be a {shape} uint8 RGB array; got {got}")
         return restored
 
-    def _finish(self, p: _Prepared, restored: Sequence[np.ndarray]) -> RestoreResult:
+    def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray]) -> RestoreResult:
+        """Paste the restored crops (one per face of ``p``) into the (upscaled) photo."""
         h, w = p.rgb.shape[:2]
         out_hw = (max(1, round(h * self.upscale)), max(1, round(w * self.upscale)))
         if out_hw == (h, w):
@@ -245,7 +250,7 @@ class FaceRestorer:
         return RestoreResult(self._to_layout(canvas, p, out_hw), faces)
 
     @staticmethod
-    def _to_layout(canvas: np.ndarray, p: _Prepared, out_hw: tuple[int, int]) -> np.ndarray:
+    def _to_layout(canvas: np.ndarray, p: PreparedPhoto, out_hw: tuple[int, int]) -> np.ndarray:
         """Back to the input's layout: gray stays gray, RGBA gets its (resized) alpha back."""
         if p.is_gray:
             gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)

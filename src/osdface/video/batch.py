@@ -1,0 +1,99 @@
+"""Many clips: the video half of ``osdface restore`` (photos go through ``batch_files.restore_files``).
+
+Same promises as for photos: each clip is done once (sharded by RANK / WORLD_SIZE), an output that
+exists is skipped unless ``overwrite`` (an interrupted clip is resumed, see ``clip``), inputs are never
+written to, and a bad clip costs one line in the report while the rest goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+from tqdm.auto import tqdm
+
+from ..batch_files import BatchReport, one_line, shard
+from ..errors import OSDFaceError, VideoReadError
+from ..image_utils import MAX_PHOTO_PIXELS
+from .clip import restore_clip, work_folder
+from .io import probe
+from .restorer import VideoFaceRestorer
+
+
+def plan_video_outputs(videos: Sequence[Path], output_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Each clip → ``output_dir / its file name`` (the container is kept); clashes are problems."""
+    inputs = {p.resolve() for p in videos}
+    pairs, problems, taken = [], [], {}
+    for src in videos:
+        dst = output_dir / src.name
+        if dst.resolve() in inputs:
+            problems.append(f"{src}: output {dst} would overwrite an input file; choose another --output")
+        elif dst in taken:
+            problems.append(f"{src}: output name {dst.name} is already used by {taken[dst]}; rename one of them")
+        else:
+            taken[dst] = src
+            pairs.append((src, dst))
+    return pairs, problems
+
+
+def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Callable[[], VideoFaceRestorer],
+                   settings: dict, report: Optional[BatchReport] = None, codec: Optional[str] = None,
+                   codec_options: Optional[dict] = None, upscale: float = 1.0, segment_frames: int = 120,
+                   overwrite: bool = False, progress: bool = True,
+                   log: Optional[Callable[[str], None]] = None) -> BatchReport:
+    """Restore every clip into ``output_dir``; results go into ``report`` (a new one if None)."""
+    report = report if report is not None else BatchReport()
+    interactive = progress and sys.stderr.isatty()
+    log = log or ((lambda msg: tqdm.write(msg, file=sys.stderr)) if interactive
+                  else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    pairs, problems = plan_video_outputs(sorted(set(videos)), Path(output_dir))
+    rank, world = shard()
+    if rank == 0:
+        report.failed.extend(problems)
+        for line in problems:
+            log(f"error: {line}")
+    for src, dst in pairs[rank::world]:
+        if dst.exists() and not overwrite:
+            report.skipped.append(dst)
+            continue
+        if overwrite:
+            shutil.rmtree(work_folder(dst), ignore_errors=True)
+        try:
+            # 1. Probe: a clip that cannot be read whole is refused before any frame is restored
+            info = probe(src)
+            out_w, out_h = (round(s * upscale) for s in info.upright_size)
+            if min(out_w, out_h) < 1 or out_w * out_h > MAX_PHOTO_PIXELS:
+                raise VideoReadError(f"{src}: ×{upscale:g} makes {out_w}×{out_h} frames; outside 1 … "
+                                     f"{MAX_PHOTO_PIXELS:,} pixels")
+            if info.variable_rate:
+                short, long = info.frame_durations
+                report.notes.append(f"{src}: variable frame rate (frames last {short * 1000:.0f}–{long * 1000:.0f} "
+                                    "ms); every frame keeps its timestamp")
+                log(f"note: {report.notes[-1]}")
+            # 2. Restore (resuming an interrupted earlier run), then join with the audio
+            result = restore_clip(info, dst, make_restorer, settings, codec=codec, codec_options=codec_options,
+                                  upscale=upscale, segment_frames=segment_frames, progress=progress, log=log)
+        except VideoReadError as err:  # the input itself is bad: nothing to resume
+            shutil.rmtree(work_folder(dst), ignore_errors=True)
+            report.failed.append(str(err))
+            log(f"error: {err}")
+            continue
+        except OSDFaceError as err:
+            report.failed.append(f"{src}: {err}" if str(src) not in str(err) else str(err))
+            log(f"error: {report.failed[-1]}")
+            continue
+        except (OSError, RuntimeError, ValueError) as err:  # finished segments stay: a rerun resumes
+            report.failed.append(f"{src}: restoration failed ({type(err).__name__}: {one_line(err)}); "
+                                 "rerun to resume")
+            log(f"error: {report.failed[-1]}")
+            continue
+        report.done.append(dst)
+        summary = f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s)"
+        report.notes.extend(f"{src}: {n}" for n in result.notes)
+        for n in result.notes:
+            log(f"note: {src}: {n}")
+        log(f"{src}: {summary}" + (f" (resumed at frame {result.resumed_at})" if result.resumed_at else ""))
+    return report

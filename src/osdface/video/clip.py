@@ -1,0 +1,172 @@
+"""One clip in, one restored clip out: segments, resume after an interruption, atomic output.
+
+The restored frames are encoded in segments of ``segment_frames`` frames, each written whole before
+it counts, into a hidden work folder next to the output (``.NAME.osdface-partial/``, with a
+``state.json`` naming the input file, its size and time, and the settings). A rerun with the same
+input and settings keeps the finished segments and starts at the first missing frame; the stabilisers
+are warmed up on the frames just before it (restored again, not written), so the seam is as steady as
+the rest. When the last segment is done, the segments and the input's audio are joined into a
+temporary file that is renamed to the output: an output file is always complete. GIFs are encoded in
+one piece (no resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from tqdm.auto import tqdm
+
+from ..errors import OSDFaceError
+from ..files import write_text_atomic
+from .io import VideoEncoder, VideoInfo, read_frames, remux
+from .restorer import VideoFaceRestorer
+
+WARMUP_FRAMES = 12  # restored before a resumed segment (landmark look-back + prompt average settle)
+
+
+@dataclass
+class ClipResult:
+    frames: int = 0
+    faces: int = 0  # faces restored, summed over frames
+    tracks: int = 0
+    resumed_at: int = 0  # first frame restored by this run (0: from the start)
+    notes: list[str] = field(default_factory=list)
+
+
+def work_folder(output: Path) -> Path:
+    return output.parent / f".{output.name}.osdface-partial"
+
+
+def _fingerprint(info: VideoInfo, settings: dict) -> dict:
+    stat = info.path.stat()
+    key = json.dumps(settings, sort_keys=True, default=str)
+    return {"input": str(info.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "settings": hashlib.sha256(key.encode()).hexdigest()[:16]}
+
+
+def _load_state(folder: Path, fingerprint: dict) -> list[dict]:
+    """Finished segments of an earlier run with the same input and settings (else none, folder cleared)."""
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        if state.get("fingerprint") == fingerprint:
+            segments = [s for s in state.get("segments", []) if (folder / s["file"]).is_file()]
+            expected = 0
+            for s in segments:  # contiguous from frame 0 only
+                if s["start"] != expected:
+                    break
+                expected = s["end"]
+            return [s for s in segments if s["end"] <= expected]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    return []
+
+
+def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], VideoFaceRestorer], settings: dict,
+                 codec: Optional[str] = None, codec_options: Optional[dict] = None, upscale: float = 1.0,
+                 segment_frames: int = 120, progress: bool = True,
+                 log: Callable[[str], None] = print) -> ClipResult:
+    """Restore ``info``'s clip into ``output`` (same container), resuming an interrupted earlier run."""
+    result = ClipResult()
+    width, height = info.upright_size
+    size = (max(1, round(width * upscale)), max(1, round(height * upscale)))
+    one_piece = info.container == "gif"
+    folder = work_folder(output)
+    fingerprint = _fingerprint(info, {**settings, "codec": codec, "codec_options": codec_options,
+                                      "upscale": upscale, "segment_frames": segment_frames})
+    done = [] if one_piece else _load_state(folder, fingerprint)
+    folder.mkdir(parents=True, exist_ok=True)
+    resume_at = done[-1]["end"] if done else 0
+    result.resumed_at = resume_at
+    if resume_at:
+        log(f"note: {info.path}: resuming at frame {resume_at} ({len(done)} finished segment(s) kept)")
+
+    def save_state():
+        write_text_atomic(folder / "state.json", json.dumps({"fingerprint": fingerprint, "segments": done}, indent=1))
+
+    save_state()
+    restorer = make_restorer()
+    warm_from = max(0, resume_at - WARMUP_FRAMES)
+    frames = (f for f in read_frames(info) if f.index >= warm_from)
+    interactive = progress and sys.stderr.isatty()
+    bar = tqdm(total=info.frames, initial=resume_at, desc=info.path.name, unit="frame", disable=not interactive)
+    suffix = output.suffix
+    encoder, seg_start, seg_path, last = None, 0, None, -1
+    track_ids: set[int] = set()
+    try:
+        for restored in restorer(frames):
+            if restored.index < resume_at:
+                continue  # warm-up frame
+            # 1. Open a segment (or the one-piece file) at the first frame of each segment
+            if encoder is None:
+                seg_start = restored.index
+                seg_path = folder / f"segment_{seg_start:08d}{suffix}.part"
+                encoder = VideoEncoder(seg_path, info, size, codec, codec_options)
+            encoder.write(restored.rgb, restored.pts)
+            last = restored.index
+            result.frames += 1
+            result.faces += len(restored.track_ids)
+            track_ids.update(restored.track_ids)
+            bar.update(1)
+            if progress and not interactive and result.frames % 50 == 0:
+                log(f"{info.path.name}: {restored.index + 1}/{info.frames or '?'} frames")
+            # 2. Close a full segment: it counts once it is renamed and listed in the state
+            if not one_piece and restored.index + 1 - seg_start >= segment_frames:
+                encoder.close()
+                encoder = None
+                final = seg_path.with_name(seg_path.name[:-len(".part")])
+                seg_path.replace(final)
+                done.append({"file": final.name, "start": seg_start, "end": restored.index + 1})
+                save_state()
+        if encoder is not None:
+            encoder.close()
+            encoder = None
+            final = seg_path.with_name(seg_path.name[:-len(".part")])
+            seg_path.replace(final)
+            done.append({"file": final.name, "start": seg_start, "end": last + 1})
+            save_state()
+    except BaseException:
+        if encoder is not None:
+            encoder.abort()
+            Path(seg_path).unlink(missing_ok=True)
+        bar.close()
+        raise
+    bar.close()
+    if not done:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise OSDFaceError(f"{info.path}: no frame was restored")
+    # 3. Join the segments with the input's audio into a temporary file, then rename it to the output
+    segments = [folder / s["file"] for s in done]
+    if one_piece:
+        segments[0].replace(output)  # same folder: an atomic rename
+    else:
+        result.notes.extend(_join(segments, info, output))
+    shutil.rmtree(folder, ignore_errors=True)
+    result.tracks = len(track_ids)
+    return result
+
+
+def _join(segments: list[Path], info: VideoInfo, output: Path) -> list[str]:
+    """Remux into a temp file next to ``output`` and rename it; audio that cannot be copied is left out
+    with a note rather than losing the restored video."""
+    tmp = output.parent / f".{output.name}.osdface-joining{output.suffix}"
+    try:
+        try:
+            notes = remux(segments, info, tmp)
+        except Exception as err:  # noqa: BLE001 (a container refusing the audio: keep the video)
+            if not info.audio_codecs:
+                raise
+            notes = [f"audio not copied ({type(err).__name__}: {' '.join(str(err).split())[:160]}); video only"]
+            video_only = VideoInfo(**{**info.__dict__, "path": segments[0], "audio_codecs": []})  # no audio in it
+            remux(segments, video_only, tmp)
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return notes

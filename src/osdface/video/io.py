@@ -1,0 +1,254 @@
+"""Video files through PyAV (FFmpeg inside its wheel; no system ffmpeg): probe, decode, encode, remux.
+
+Frames are handed out **upright** (the container's display rotation applied, a lossless quarter turn)
+as HWC uint8 RGB with their presentation timestamps; the encoder turns them back and the output keeps
+the same rotation metadata, timestamps (so a variable frame rate stays as it was) and frame rate.
+
+Restored video is encoded in segments (video only); ``remux`` joins the segments and copies the
+input's audio streams packet for packet, so the audio is never re-encoded. GIF has no audio and its
+muxer cannot be fed pre-encoded packets again: it is encoded in one piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import OSDFaceError, VideoReadError
+from ..image_utils import VIDEO_EXTENSIONS
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".gif": "gif"}
+DEFAULT_CODECS = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9", "gif": "gif"}
+# Quality first (the faces are the point), no B-frames so that segments join with monotonic timestamps.
+DEFAULT_OPTIONS = {"libx264": {"crf": "17", "preset": "medium", "bf": "0"},
+                   "libvpx-vp9": {"crf": "28", "b": "0", "row-mt": "1"},
+                   "gif": {}}
+
+
+def import_av():
+    """PyAV, or one line saying how to get it."""
+    try:
+        import av
+    except ImportError:
+        raise OSDFaceError("video needs PyAV (FFmpeg in a wheel): pip install 'osdface[video]'") from None
+    av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter; errors reach us as exceptions
+    return av
+
+
+def is_video(path: Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass
+class VideoInfo:
+    """What ``probe`` learns of a video before any frame is restored."""
+
+    path: Path
+    width: int  # as stored, before the display rotation
+    height: int
+    rate: Fraction  # average frame rate
+    time_base: Fraction
+    frames: Optional[int]  # the container's frame count; None when it does not say (mkv, webm)
+    rotation: int  # display rotation, degrees counter-clockwise: 0, 90, 180 or 270
+    codec: str
+    audio_codecs: list[str] = field(default_factory=list)
+    frame_durations: tuple[float, float] = (0.0, 0.0)  # shortest and longest, seconds (from the packets)
+
+    @property
+    def variable_rate(self) -> bool:
+        short, long = self.frame_durations
+        return long > 1.5 * short > 0
+
+    @property
+    def container(self) -> str:
+        return CONTAINERS[self.path.suffix.lower()]
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as shown, after the rotation."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(": '")[0][:200]  # FFmpeg errors end with the path again
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open ``path`` and decode its first frame; a file that cannot give one is refused in one line."""
+    av = import_av()
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path}: holds no video stream"
+                                     + (" (audio only)" if container.streams.audio else ""))
+            stream = container.streams.video[0]
+            first = next(iter(container.decode(stream)), None)
+            if first is None:
+                raise VideoReadError(f"{path}: holds no video frames")
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not rate:
+                raise VideoReadError(f"{path}: has no frame rate")
+            info = VideoInfo(path, stream.codec_context.width, stream.codec_context.height, Fraction(rate),
+                             Fraction(stream.time_base), stream.frames or None, round((first.rotation or 0) / 90) % 4 * 90,
+                             stream.codec_context.name, [a.codec_context.name for a in container.streams.audio])
+        # The packets (no decoding): the real frame count (mkv/webm do not declare one) and the frame rhythm
+        with av.open(str(path)) as container:
+            stamps = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.size and p.pts is not None)
+        if stamps:
+            info.frames = len(stamps) if not info.frames else max(info.frames, len(stamps))
+            steps = [float((b - a) * info.time_base) for a, b in zip(stamps, stamps[1:]) if b > a]
+            if steps:
+                info.frame_durations = (min(steps), max(steps))
+        return info
+    except VideoReadError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise VideoReadError(f"{path}: not a readable video ({_reason(err)})") from None
+
+
+@dataclass
+class Frame:
+    """One decoded frame: its index, presentation timestamp (in the stream's time base), upright RGB."""
+
+    index: int
+    pts: int
+    rgb: np.ndarray
+
+
+def read_frames(info: VideoInfo) -> Iterator[Frame]:
+    """Decode every frame, one at a time (the clip is never held in memory), upright.
+
+    Missing timestamps are filled from the frame rate. A decoding error, or fewer frames than the
+    container declares (a truncated file), raises VideoReadError.
+    """
+    av = import_av()
+    step = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
+    index, last_pts = 0, None
+    try:
+        with av.open(str(info.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                pts = frame.pts if frame.pts is not None else (0 if last_pts is None else last_pts + step)
+                if last_pts is not None and pts <= last_pts:  # repeated / out-of-order stamps: keep them increasing
+                    pts = last_pts + 1
+                last_pts = pts
+                rgb = frame.to_ndarray(format="rgb24")
+                yield Frame(index, pts, np.ascontiguousarray(np.rot90(rgb, info.rotation // 90)))
+                index += 1
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise VideoReadError(f"{info.path}: corrupt video data at frame {index} ({_reason(err)})") from None
+    if info.frames and index < info.frames:
+        raise VideoReadError(f"{info.path}: truncated: {index} of the {info.frames} frames it declares could be "
+                             "decoded")
+
+
+class VideoEncoder:
+    """Encode upright RGB frames (with their input timestamps) into one video-only file.
+
+    ``codec`` / ``options``: FFmpeg encoder name and its options (defaults by container: H.264 CRF 17 for
+    mp4/mov/mkv, VP9 for webm, GIF). The frames are turned back by ``rotation`` before encoding and the
+    stream carries the same display rotation, as the input did.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, size: tuple[int, int], codec: Optional[str] = None,
+                 options: Optional[dict[str, str]] = None):
+        av = import_av()
+        self.info = info
+        container_format = info.container
+        self.codec = codec or DEFAULT_CODECS[container_format]
+        opts = dict(DEFAULT_OPTIONS.get(self.codec, {}))
+        opts.update(options or {})
+        self.container = av.open(str(path), "w", format=container_format)
+        try:
+            self.stream = self.container.add_stream(self.codec, rate=info.rate, options=opts)
+        except (av.error.FFmpegError, ValueError) as err:
+            self.container.close()
+            raise OSDFaceError(f"--video-codec {self.codec}: cannot encode {container_format} with it "
+                               f"({_reason(err)})") from None
+        width, height = size if info.rotation in (0, 180) else size[::-1]  # stored orientation
+        self.stream.width, self.stream.height = width, height
+        if self.codec == "gif":
+            self.stream.pix_fmt = "rgb8"
+        elif width % 2 or height % 2:
+            self.stream.pix_fmt = "yuv444p"  # 4:2:0 needs even sides
+        else:
+            self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.time_base = info.time_base
+        if info.rotation:
+            self.stream.set_display_rotation(info.rotation)
+        self.av = av
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        stored = np.ascontiguousarray(np.rot90(rgb, -(self.info.rotation // 90)))
+        frame = self.av.VideoFrame.from_ndarray(stored, format="rgb24")
+        frame.pts, frame.time_base = pts, self.info.time_base
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        self.container.close()
+
+    def abort(self) -> None:
+        self.container.close()
+
+
+def _packet_time(packet) -> float:
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float((stamp or 0) * packet.time_base)
+
+
+def remux(segments: list[Path], source: VideoInfo, output: Path) -> list[str]:
+    """Join the encoded ``segments`` (in order) with the audio streams of ``source`` into ``output``,
+    packets interleaved by time, nothing re-encoded. Returns notes (an audio stream the container
+    refuses is left out and named)."""
+    av = import_av()
+    notes: list[str] = []
+    inputs = [av.open(str(s)) for s in segments]
+    src = av.open(str(source.path))
+    try:
+        with av.open(str(output), "w", format=source.container) as out:
+            video = out.add_stream_from_template(inputs[0].streams.video[0])
+            video.codec_context.framerate = source.rate
+            if source.rotation:
+                video.set_display_rotation(source.rotation)
+            audio = {}
+            for stream in src.streams.audio:
+                try:
+                    audio[stream.index] = out.add_stream_from_template(stream)
+                except (av.error.FFmpegError, ValueError) as err:
+                    notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) left out: "
+                                 f"{source.container} cannot hold it ({_reason(err)})")
+
+            def video_packets():
+                for c in inputs:
+                    yield from (p for p in c.demux(c.streams.video[0]) if p.size)
+
+            def audio_packets():
+                if audio:
+                    yield from (p for p in src.demux(*[s for s in src.streams.audio if s.index in audio]) if p.size)
+
+            v_iter, a_iter = video_packets(), audio_packets()
+            v, a = next(v_iter, None), next(a_iter, None)
+            while v is not None or a is not None:
+                if a is None or (v is not None and _packet_time(v) <= _packet_time(a)):
+                    v.stream = video
+                    out.mux(v)
+                    v = next(v_iter, None)
+                else:
+                    a.stream = audio[a.stream.index]
+                    out.mux(a)
+                    a = next(a_iter, None)
+    finally:
+        for c in inputs:
+            c.close()
+        src.close()
+    return notes
