@@ -86,7 +86,7 @@ def probe(path: Path) -> VideoInfo:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoReadError(f"{path}: holds no video stream"
-                                     + (" (audio only)" if container.streams.audio else ""))
+                                     + (" (audio only)" if container.streams.audio else " (no frames at all)"))
             stream = container.streams.video[0]
             first = next(iter(container.decode(stream)), None)
             if first is None:

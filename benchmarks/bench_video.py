@@ -1,0 +1,171 @@
+"""Temporal stability of video restoration: each stabiliser on and off, against the input's own flicker.
+
+A still scene with two real faces (scikit-image's astronaut, composed by ``face.synthetic``) is filmed
+by a virtual camera that pans and zooms slowly (``video.synthetic.camera_path``); every frame gets its
+own blur, noise and JPEG (``film``). Because the motion is known, frame t + 1 can be warped back onto
+frame t: the mean absolute difference left (0..255, inside the two faces' regions) is the **temporal
+error**, i.e. flicker. It is measured for the degraded input, for the clean frames (the floor of the
+measure: resampling alone), and for the restored clip under each set of stabilisers:
+
+- none: raw detections per frame, each frame's own visual prompt, no gap bridging;
+- landmarks: the line fit of landmarks over ± 3 frames (alignment and paste mask move with the track);
+- prompt: the VRE features averaged along each track (momentum 0.7) before the nearest codes are taken;
+- all: both, plus bridging of detector misses (the default of ``osdface restore``).
+
+Also: how often the visual prompt changes (tokens entering or leaving a track's code set between
+consecutive frames, of 77) and frames per second of the whole loop (detection, tracking, restoration,
+paste-back; no encoding) with the bundled mini model.
+
+Target (issue 13): the stabilised output's temporal error no higher than the input's, and lower than
+without stabilisation.
+
+Usage:
+    python benchmarks/bench_video.py                       # ~2 min on 2 cores
+    python benchmarks/bench_video.py --frames 96 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_scene():
+    import skimage.data
+
+    from osdface.face.synthetic import ASTRONAUT_LANDMARKS5, FacePlacement, compose_group_photo
+
+    placements = [FacePlacement(230, 250, 200), FacePlacement(540, 260, 180, 6)]
+    scene, _ = compose_group_photo(skimage.data.astronaut(), ASTRONAUT_LANDMARKS5, placements, 480, 760, seed=1)
+    regions = [np.array([p.x - p.size * 0.32, p.y - p.size * 0.36, p.x + p.size * 0.32, p.y + p.size * 0.4])
+               for p in placements]  # the faces (not hair and neck) in scene pixels
+    return scene, regions
+
+
+class PromptRecorder:
+    """Wraps ``pipe.prompt_from_features`` to record each face's set of selected codes."""
+
+    def __init__(self, pipe):
+        self.pipe, self.sets = pipe, []
+        self.original = pipe.prompt_from_features
+
+    def __call__(self, features):
+        from osdface.models.vre import nearest_codes, select_unique_codes
+
+        quant = self.pipe.vre.quantize
+        best, index = nearest_codes(features.float(), quant.embedding.weight.float())
+        codes, valid = select_unique_codes(best, index, quant.num_codes, self.pipe.vre.config.num_tokens)
+        self.sets.extend(set(c[v].tolist()) for c, v in zip(codes, valid))
+        return self.original(features)
+
+
+def run(pipe, face_restorer, stabilisers, frames) -> tuple[list[np.ndarray], float, float]:
+    """(restored frames, seconds per frame, mean prompt changes per face and frame)."""
+    from osdface.video import Frame, VideoFaceRestorer
+
+    recorder = PromptRecorder(pipe)
+    pipe.prompt_from_features = recorder
+    try:
+        restorer = VideoFaceRestorer(pipe, face_restorer, stabilisers, batch_size=8)
+        start = time.perf_counter()
+        out = list(restorer(Frame(i, i, f) for i, f in enumerate(frames)))
+        seconds = (time.perf_counter() - start) / len(frames)
+    finally:
+        del pipe.prompt_from_features
+    assert [r.index for r in out] == list(range(len(frames)))
+    # faces come in frame order, track ids sorted per frame: pair each face with its track's previous one
+    changes, last, k = [], {}, 0
+    for r in out:
+        for tid in r.track_ids:
+            codes = recorder.sets[k]
+            k += 1
+            if tid in last:
+                changes.append(len(codes ^ last[tid]) / 2)
+            last[tid] = codes
+    return [r.rgb for r in out], seconds, float(np.mean(changes)) if changes else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--size", type=int, nargs=2, default=(480, 320), metavar=("W", "H"))
+    parser.add_argument("--noise", type=float, default=6.0)
+    parser.add_argument("--jpeg", type=int, default=45)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "video.md")
+    parser.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.png")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    from osdface.hardware import cpu_description
+    from osdface.loading import load_pipeline
+    from osdface.photos import make_face_restorer
+    from osdface.video.restorer import Stabilisers
+    from osdface.video.synthetic import camera_path, film, temporal_error
+
+    pipe = load_pipeline(None, None, "cpu", args.dtype, model="mini", notify=lambda line: None)
+    face_restorer = make_face_restorer(pipe)
+    scene, regions = make_scene()
+    size = tuple(args.size)
+    affines = camera_path(args.frames, size, scene.shape[1::-1])
+    lq, clean = film(scene, affines, size, noise=args.noise, jpeg_quality=args.jpeg)
+
+    configs = {
+        "none": Stabilisers.off(),
+        "landmarks": Stabilisers(landmark_radius=3, prompt_momentum=0.0, bridge_gap=0),
+        "prompt": Stabilisers(landmark_radius=0, prompt_momentum=0.7, bridge_gap=0),
+        "all (default)": Stabilisers(),
+    }
+    rows = [("input (degraded)", temporal_error(lq, affines, regions), temporal_error(lq, affines), None, None),
+            ("clean frames (floor)", temporal_error(clean, affines, regions), temporal_error(clean, affines), None,
+             None)]
+    outputs = {}
+    for name, stab in configs.items():
+        restored, seconds, changes = run(pipe, face_restorer, stab, lq)
+        outputs[name] = restored
+        rows.append((f"restored, stabilisers: {name}", temporal_error(restored, affines, regions),
+                     temporal_error(restored, affines), changes, 1 / seconds))
+        print(f"{name}: face-region error {rows[-1][1]:.3f}, {changes:.2f} prompt codes changed per frame, "
+              f"{1 / seconds:.2f} frames/s", flush=True)
+
+    # Table
+    lines = [f"Clip: {args.frames} frames of {size[0]}×{size[1]}, two faces, slow pan and zoom; per frame blur "
+             f"σ 0.8, noise σ {args.noise:g}, JPEG q{args.jpeg}. Model: bundled osdface-mini, {args.dtype}. "
+             f"CPU: {cpu_description()}.", "",
+             "| | temporal error, faces (0..255) | whole frame | prompt codes changed / frame (of 77) | frames/s |",
+             "|---|---|---|---|---|"]
+    for name, faces, whole, changes, fps in rows:
+        lines.append(f"| {name} | {faces:.3f} | {whole:.3f} | {'' if changes is None else f'{changes:.2f}'} | "
+                     f"{'' if fps is None else f'{fps:.2f}'} |")
+    base, best = rows[2][1], rows[-1][1]
+    lines += ["", f"Stabilised vs none: {best / base:.2f}×; stabilised vs input: {best / rows[0][1]:.2f}× "
+              f"(target ≤ 1 for both)."]
+    table = "\n".join(lines)
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("# Video: temporal stability (benchmarks/bench_video.py)\n\n" + table + "\n")
+
+    # Strip: the first face over 6 consecutive frames, rows input | none | all
+    x1, y1, x2, y2 = regions[0]
+    tiles = []
+    for name, frames in (("input", lq), ("none", outputs["none"]), ("all", outputs["all (default)"])):
+        row = []
+        for t in range(args.frames // 2, args.frames // 2 + 6):
+            box = np.array([[x1, y1, 1], [x2, y2, 1]]) @ affines[t].T
+            (a, b), (c, d) = box.astype(int)
+            row.append(cv2.resize(frames[t][b:d, a:c], (128, 144), interpolation=cv2.INTER_CUBIC))
+        tiles.append(np.concatenate(row, axis=1))
+    args.strip.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.strip), cv2.cvtColor(np.concatenate(tiles, axis=0), cv2.COLOR_RGB2BGR))
+    print(f"wrote {args.output} and {args.strip}")
+
+
+if __name__ == "__main__":
+    main()
