@@ -69,7 +69,8 @@ def shard() -> tuple[int, int]:
 
 
 def plan_outputs(inputs: Sequence[Path], output_dir: Path, fmt: str) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Map inputs to output paths (same stem, ``fmt`` suffix, or the input's own with ``same``).
+    """Map inputs to output paths (same stem, ``fmt`` suffix, or the input's own with ``same``; ``keep``:
+    the input's file name whatever its suffix, as videos are written).
 
     Returns (pairs, problems): two inputs with one output name, or an output that would land on an
     input file, are problems, never silent overwrites.
@@ -78,10 +79,13 @@ def plan_outputs(inputs: Sequence[Path], output_dir: Path, fmt: str) -> tuple[li
     taken: dict[Path, Path] = {}
     pairs, problems = [], []
     for src in inputs:
-        suffix = src.suffix.lower() if fmt == "same" else FORMATS[fmt]
-        if suffix not in WRITABLE_SUFFIXES:  # --format same on a file without an image extension
-            suffix = ".png"
-        dst = output_dir / (src.stem + suffix)
+        if fmt == "keep":
+            dst = output_dir / src.name
+        else:
+            suffix = src.suffix.lower() if fmt == "same" else FORMATS[fmt]
+            if suffix not in WRITABLE_SUFFIXES:  # --format same on a file without an image extension
+                suffix = ".png"
+            dst = output_dir / (src.stem + suffix)
         if dst.resolve() in resolved_inputs:
             problems.append(f"{src}: output {dst} would overwrite an input file; choose another --output")
         elif dst in taken:

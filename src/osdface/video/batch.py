@@ -15,28 +15,12 @@ from typing import Optional
 
 from tqdm.auto import tqdm
 
-from ..batch_files import BatchReport, one_line, shard
+from ..batch_files import BatchReport, one_line, plan_outputs, shard
 from ..errors import OSDFaceError, VideoReadError
 from ..image_utils import MAX_PHOTO_PIXELS
 from .clip import restore_clip, work_folder
 from .io import probe
 from .restorer import VideoFaceRestorer
-
-
-def plan_video_outputs(videos: Sequence[Path], output_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Each clip → ``output_dir / its file name`` (the container is kept); clashes are problems."""
-    inputs = {p.resolve() for p in videos}
-    pairs, problems, taken = [], [], {}
-    for src in videos:
-        dst = output_dir / src.name
-        if dst.resolve() in inputs:
-            problems.append(f"{src}: output {dst} would overwrite an input file; choose another --output")
-        elif dst in taken:
-            problems.append(f"{src}: output name {dst.name} is already used by {taken[dst]}; rename one of them")
-        else:
-            taken[dst] = src
-            pairs.append((src, dst))
-    return pairs, problems
 
 
 def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Callable[[], VideoFaceRestorer],
@@ -49,7 +33,7 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
     interactive = progress and sys.stderr.isatty()
     log = log or ((lambda msg: tqdm.write(msg, file=sys.stderr)) if interactive
                   else (lambda msg: print(msg, file=sys.stderr, flush=True)))
-    pairs, problems = plan_video_outputs(sorted(set(videos)), Path(output_dir))
+    pairs, problems = plan_outputs(sorted(set(videos)), Path(output_dir), "keep")
     rank, world = shard()
     if rank == 0:
         report.failed.extend(problems)
