@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .face import FaceRestorer, RestoreResult, create_detector
+from .face.restorer import is_grayscale
 from .image_utils import pil_to_photo_array
 from .pipeline import OSDFacePipeline
 
@@ -81,6 +82,20 @@ def restore_photo(pipe: OSDFacePipeline, image, **options) -> RestoreResult:
     """Restore every face of one photo (PIL image or HWC uint8 array); options as ``make_face_restorer``."""
     array = image if isinstance(image, np.ndarray) else pil_to_photo_array(image)
     return make_face_restorer(pipe, **options)(array)
+
+
+def restore_aligned(pipe: OSDFacePipeline, images: list[np.ndarray], *, fidelity: float = 0.0, batch_size: int = 4,
+                    posterior: str = "mode", seed: int = 114) -> list[np.ndarray]:
+    """Aligned face crops (HWC uint8 RGB) → restored, as ``osdface restore --aligned``: a square crop comes
+    out S×S (S: the model's face size), another keeps its aspect ratio with long side S; ``fidelity``
+    blends with the input (``blend_fidelity``); a gray crop comes back gray (HW)."""
+    generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
+    out = pipe(images, batch_size=batch_size, posterior=posterior, generator=generators, output_type="np").images
+    restored = []
+    for before, after in zip(images, out):
+        after = blend_fidelity(np.asarray(after), before, fidelity)
+        restored.append(cv2.cvtColor(after, cv2.COLOR_RGB2GRAY) if is_grayscale(before) else after)
+    return restored
 
 
 def face_records(result: RestoreResult, upscale: float = 1.0) -> list[dict]:

@@ -6,6 +6,7 @@ Usage:
     osdface degrade ffhq_val/ --output celeba_like_lq/ --preset daefr --gt-dir celeba_like_hq/
     osdface evaluate --pred OSDFace=results/ --gt celeba_like_hq/ --output eval/
     osdface benchmark --random-weights
+    osdface ui                     # a web page on http://127.0.0.1:7860 (pip install 'osdface[ui]')
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 
 import typer
 
-from . import align, benchmark, convert, degrade, download, evaluate, restore, train, train_vre
+from . import align, benchmark, convert, degrade, download, evaluate, restore, train, train_vre, ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="OSDFace: one-step diffusion face restoration.")
@@ -28,6 +29,7 @@ app.command("benchmark")(benchmark.benchmark)
 app.command("train-vre")(train_vre.train_vre)
 app.command("train")(train.train)
 app.command("download")(download.download)
+app.command("ui")(ui.ui)
 
 
 def main() -> None:

@@ -1,0 +1,312 @@
+"""The work behind the web page: uploads in; restored photos, faces and one zip out. No gradio here.
+
+    service = RestoreService(pipe)                      # the model, loaded once; a private temp folder
+    job = service.run([Upload(path, "family.jpg")], Options(upscale=2), progress=print)
+    job.photos[0].download, job.photos[0].faces[0].score, job.errors, job.zip_path
+    service.close()                                     # removes every file it wrote
+
+Safe for a shared machine: each run is checked against ``Limits`` (files per run, bytes per file, and
+the CLI's pixel budget ``MAX_PHOTO_PIXELS`` for the input and for the upscaled output), reads only
+files under ``upload_root`` (where the web server stored the uploads; never a path a user typed),
+names its outputs itself (a safe form of the uploaded file's name), and writes only inside its own
+temporary folder, whose finished jobs are removed after ``keep_seconds`` and all of it on ``close``.
+A bad file costs one line in ``Job.errors`` (its name and the reason) while the others are restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..batch_files import one_line
+from ..errors import ImageReadError, OSDFaceError
+from ..files import atomic_write
+from ..image_utils import MAX_PHOTO_PIXELS, read_image, read_photo, write_image_atomic
+from ..photos import make_face_restorer, restore_aligned
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (photos done, photos in all, what happens now)
+PREVIEW_MAX_SIDE = 2048  # the before/after pair shown on the page; downloads are full size
+ZIP_NAME = "osdface-restored.zip"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may ask of the machine."""
+
+    max_files: int = 20
+    max_file_bytes: int = 50 * 2**20
+    max_pixels: int = MAX_PHOTO_PIXELS  # the CLI's budget: each input, and each output after --upscale
+    max_upscale: float = 4.0
+
+    def describe(self) -> str:
+        return (f"up to {self.max_files} files a run, {self.max_file_bytes / 2**20:g} MB and "
+                f"{self.max_pixels / 1e6:g} megapixels each (output included), upscale up to ×{self.max_upscale:g}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of ``osdface restore`` that matter to a person (same meanings, same defaults)."""
+
+    aligned: bool = False  # inputs are aligned face crops: each is one face, no detection
+    upscale: float = 1.0
+    fidelity: float = 0.0
+    color_match: bool = True
+    only_center_face: bool = False
+    min_face_size: float = 20.0
+    max_faces: Optional[int] = None
+
+    def check(self, limits: Limits) -> None:
+        """One OSDFaceError naming the first option out of range."""
+        if not 0 < self.upscale <= limits.max_upscale:
+            raise OSDFaceError(f"upscale must be above 0 and at most {limits.max_upscale:g}; got {self.upscale:g}")
+        if not 0 <= self.fidelity <= 1:
+            raise OSDFaceError(f"fidelity must be between 0 and 1; got {self.fidelity:g}")
+        if self.min_face_size < 0:
+            raise OSDFaceError(f"minimum face size must be 0 or more pixels; got {self.min_face_size:g}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise OSDFaceError(f"maximum faces must be 1 or more (or empty for all); got {self.max_faces}")
+
+
+@dataclass
+class Upload:
+    """One uploaded file: where the web server stored it, and its name as the user's browser gave it."""
+
+    path: Path
+    name: str
+
+
+@dataclass
+class FaceResult:
+    image: Path  # the restored face as pasted (colour-matched), PNG
+    score: float  # detection score (1.0 for an aligned crop: no detection)
+    caption: str
+
+
+@dataclass
+class PhotoResult:
+    name: str  # the upload's name, as shown
+    download: Path  # the restored photo, full size, PNG
+    before: Path  # the before/after pair for the comparison (same size, at most PREVIEW_MAX_SIDE)
+    after: Path
+    size: tuple[int, int]  # (width, height) of the restored photo
+    faces: list[FaceResult] = field(default_factory=list)
+    note: Optional[str] = None  # e.g. "no face found"
+
+
+@dataclass
+class Job:
+    photos: list[PhotoResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line each: "<name>: <reason>"
+    zip_path: Optional[Path] = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """Markdown: what was restored, then each problem on its own line."""
+        faces = sum(len(p.faces) for p in self.photos)
+        tried = len(self.photos) + len(self.errors)
+        lines = [(f"**Restored {len(self.photos)} of {tried} file{'s' * (tried != 1)}** "
+                  f"({faces} face{'s' * (faces != 1)}) in {self.seconds:.1f} s.")]
+        lines += [f"- note: {p.name}: {p.note}" for p in self.photos if p.note]
+        if self.errors:
+            lines += ["", "**Could not restore:**"] + [f"- {line}" for line in self.errors]
+        return "\n".join(lines)
+
+
+def shown_name(name: str) -> str:
+    """A file name safe to show in Markdown and in a log: one line, no markup characters, ≤ 80 characters."""
+    name = Path(str(name).replace("\\", "/")).name or "file"
+    name = re.sub(r"[\x00-\x1f\x7f`*_\[\]<>|#]", "_", name)
+    return name if len(name) <= 80 else name[:38] + "…" + name[-38:]
+
+
+def safe_stem(name: str) -> str:
+    """The stem used for output files: letters, digits, ``-`` and ``.`` only (never a path)."""
+    stem = re.sub(r"[^A-Za-z0-9.-]+", "_", Path(str(name).replace("\\", "/")).stem).strip("._")
+    return stem[:60] or "photo"
+
+
+class RestoreService:
+    """Restores uploads with one loaded pipeline; safe to call from several threads at once."""
+
+    def __init__(self, pipe, limits: Limits = Limits(), upload_root: Optional[Path] = None,
+                 keep_seconds: float = 600.0, detector_weights: Optional[str] = None):
+        self.pipe = pipe
+        self.limits = limits
+        self.upload_root = Path(upload_root).resolve() if upload_root is not None else None
+        self.keep_seconds = keep_seconds
+        self.detector_weights = detector_weights
+        self.work_root = Path(tempfile.mkdtemp(prefix="osdface-ui-"))  # mode 0700: this user's only
+        self._active: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def run(self, uploads: Sequence[Upload], options: Options, progress: Optional[Progress] = None) -> Job:
+        """Restore every upload; a file that fails is one line in ``Job.errors`` and the rest goes on."""
+        start = time.perf_counter()
+        progress = progress or (lambda done, total, text: None)
+        # 1. The run as a whole: options in range, not too many files
+        options.check(self.limits)
+        if not uploads:
+            raise OSDFaceError("no file uploaded: drop one or more photos first")
+        if len(uploads) > self.limits.max_files:
+            raise OSDFaceError(f"{len(uploads)} files uploaded; at most {self.limits.max_files} a run")
+        # 2. A private folder for this job (finished jobs older than keep_seconds go first)
+        self.prune()
+        folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        with self._lock:
+            self._active.add(folder)
+        try:
+            restore = self._restore_fn(options)
+            job, used, names = Job(), set(), set()
+            # 3. Each file: checked, read, restored, written; its failure is one line
+            for i, upload in enumerate(uploads):
+                root, ext = os.path.splitext(shown_name(upload.name))
+                name = _unique(root + ext, names, lambda n, root=root, ext=ext: f"{root} ({n}){ext}")
+                progress(i, len(uploads), f"restoring {name} ({i + 1} of {len(uploads)})")
+                try:
+                    job.photos.append(self._restore_one(upload, name, options, restore, folder, used))
+                except OSDFaceError as err:
+                    job.errors.append(f"{name}: {err}")
+                except Exception as err:  # a model or paste failure costs this file only
+                    log.exception("restoring %s failed", name)
+                    job.errors.append(f"{name}: restoration failed ({type(err).__name__}: {one_line(err)})")
+            # 4. All results (and their faces) in one zip
+            if job.photos:
+                progress(len(uploads), len(uploads), "packing the zip")
+                job.zip_path = write_zip(job.photos, folder / ZIP_NAME)
+            job.seconds = time.perf_counter() - start
+            return job
+        finally:
+            with self._lock:
+                self._active.discard(folder)
+
+    def prune(self) -> None:
+        """Remove finished job folders older than ``keep_seconds`` (the page has copied what it shows)."""
+        now = time.time()
+        with self._lock:
+            active = set(self._active)
+        for folder in self.work_root.glob("job-*"):
+            if folder not in active and now - folder.stat().st_mtime > self.keep_seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove every file this service wrote."""
+        shutil.rmtree(self.work_root, ignore_errors=True)
+
+    # ------------------------------------------------------------------ one file
+
+    def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
+        """image → (restored image, [(face image, score)]) for the chosen mode."""
+        if options.aligned:
+            def aligned(image):
+                restored = restore_aligned(self.pipe, [image], fidelity=options.fidelity)[0]
+                return restored, [(restored, 1.0)]
+            return aligned
+        restorer = make_face_restorer(self.pipe, detector_weights=self.detector_weights, upscale=options.upscale,
+                                      only_center_face=options.only_center_face,
+                                      min_face_size=options.min_face_size, max_faces=options.max_faces,
+                                      color_match=options.color_match, fidelity=options.fidelity)
+
+        def photo(image):
+            result = restorer(image)
+            return result.image, [(f.pasted if f.pasted is not None else f.restored, f.score) for f in result.faces]
+        return photo
+
+    def _restore_one(self, upload: Upload, name: str, options: Options, restore, folder: Path,
+                     used: set[str]) -> PhotoResult:
+        # 1. Only files the web server stored, within the byte limit
+        path = Path(upload.path)
+        if self.upload_root is not None and not path.resolve().is_relative_to(self.upload_root):
+            raise OSDFaceError("not an uploaded file; refused")
+        size = path.stat().st_size if path.is_file() else 0
+        if size > self.limits.max_file_bytes:
+            raise OSDFaceError(f"{size / 2**20:.1f} MB is over the limit of {self.limits.max_file_bytes / 2**20:g} MB")
+        # 2. Read with the CLI's readers and pixel budget; errors name the upload, not the server's path
+        try:
+            read = read_image if options.aligned else read_photo
+            before = read(path, max_pixels=self.limits.max_pixels)
+        except ImageReadError as err:
+            raise OSDFaceError(str(err).replace(str(path), "").lstrip(": ")) from None
+        out_pixels = round(before.shape[0] * options.upscale) * round(before.shape[1] * options.upscale)
+        if not options.aligned and out_pixels > self.limits.max_pixels:
+            raise OSDFaceError(f"{before.shape[1]}×{before.shape[0]} upscaled ×{options.upscale:g} is "
+                               f"{out_pixels:,} pixels, over the limit of {self.limits.max_pixels:,}; "
+                               "choose a smaller upscale")
+        # 3. Restore
+        after, faces = restore(before)
+        # 4. Write the full result, the comparison pair and the faces under names of our own
+        stem = safe_stem(upload.name)
+        stem = _unique(stem, used, lambda n: f"{stem}_{n}")
+        download = folder / f"{stem}.png"
+        write_image_atomic(after, download)
+        before_preview, after_preview = comparison_pair(before, after)
+        write_image_atomic(before_preview, folder / "compare" / f"{stem}_before.png")
+        write_image_atomic(after_preview, folder / "compare" / f"{stem}_after.png")
+        face_results = []
+        for k, (face, score) in enumerate(faces):
+            face_path = folder / "faces" / f"{stem}_{k:02d}.png"
+            write_image_atomic(face, face_path)
+            caption = f"score {score:.3f} · {name} face {k + 1}" if not options.aligned else f"aligned crop · {name}"
+            face_results.append(FaceResult(face_path, float(score), caption))
+        note = None
+        if not faces:
+            note = "no face found; copied through" + (f" (upscaled ×{options.upscale:g})" if options.upscale != 1 else "")
+        return PhotoResult(name, download, folder / "compare" / f"{stem}_before.png",
+                           folder / "compare" / f"{stem}_after.png", (after.shape[1], after.shape[0]),
+                           face_results, note)
+
+
+def comparison_pair(before: np.ndarray, after: np.ndarray,
+                    max_side: int = PREVIEW_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """The input at the output's size (Lanczos-4) and the output, both shrunk to ``max_side`` if larger."""
+    h, w = after.shape[:2]
+    if before.shape[:2] != (h, w):
+        before = cv2.resize(before, (w, h), interpolation=cv2.INTER_LANCZOS4)
+    scale = max_side / max(h, w)
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        before, after = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (before, after))
+    return before, after
+
+
+def write_zip(photos: Sequence[PhotoResult], path: Path) -> Path:
+    """One zip (atomically written): each restored photo, and its faces under ``faces/``."""
+    def fill(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs: already compressed
+            for photo in photos:
+                z.write(photo.download, photo.download.name)
+                for face in photo.faces:
+                    z.write(face.image, f"faces/{face.image.name}")
+    return atomic_write(path, fill)
+
+
+def _unique(name: str, used: set[str], numbered: Callable[[int], str]) -> str:
+    """``name``, else ``numbered(2)``, ``numbered(3)``, ...: the first not in ``used`` yet (case-blind)."""
+    candidate, n = name, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = numbered(n)
+    used.add(candidate.lower())
+    return candidate
+
+
+def describe_model(kind: str, face_size: int) -> str:
+    """The page's line about the model in use (``kind`` as ``loading.find_weights`` says)."""
+    if kind == "bundled":
+        return (f"**Model: the bundled osdface-mini** ({face_size} px faces), which works out of the box. It was "
+                "trained by osdface on UTKFace: non-commercial research use only. For the paper's model "
+                "(512 px faces) run `osdface download` and start `osdface ui` again.")
+    return f"**Model: OSDFace** ({face_size} px faces), the installed weights."

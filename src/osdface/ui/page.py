@@ -1,0 +1,167 @@
+"""The page of ``osdface ui``: a gradio front over ``jobs.RestoreService``. Imports gradio (the ``ui`` extra).
+
+    demo = build_page(service, model_note)     # gr.Blocks; the handlers below are plain functions
+    serve(pipe, model_note, host="127.0.0.1", port=7860)
+
+What a person sees: a drop zone for one or many photos (or aligned crops, by a mode switch), the options
+of ``osdface restore`` that matter, a Restore button with a progress bar, then a before/after slider per
+photo (a menu picks the photo), a gallery of the restored faces with each face's detection score, the
+downloads (the zip of everything first, then each photo) and one line per file that could not be
+restored. Served on loopback unless ``host`` says otherwise, with no share link unless asked, no
+telemetry, one queue with ``concurrency`` jobs at a time, and every temporary file removed on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported: nothing phones home
+import gradio as gr
+
+from ..errors import OSDFaceError
+from .jobs import Limits, Options, RestoreService, Upload
+
+log = logging.getLogger(__name__)
+
+MODES = {"Photos: find every face": False, "Aligned face crops (one face each, no detection)": True}
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
+# System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+CSS = "#status {min-height: 2em} footer {display: none !important}"
+
+
+# ----------------------------------------------------------------------------- handlers (no browser needed)
+
+
+def restore_clicked(service: RestoreService, files, mode: str, upscale: float, fidelity: float, color_match: bool,
+                    only_center_face: bool, min_face_size: float, max_faces, progress=None):
+    """The Restore button → (status, comparison pair, photo menu, faces gallery, downloads, state).
+
+    ``files``: the paths where gradio stored the uploads (their base names are the users' file names).
+    Never raises: every problem is a line in the status."""
+    empty = (None, gr.Dropdown(choices=[], value=None), [], [], [])
+    try:
+        # 1. The form → uploads and options
+        uploads = [Upload(Path(f), Path(f).name) for f in (files or [])]
+        options = Options(aligned=MODES.get(mode, False), upscale=float(upscale), fidelity=float(fidelity),
+                          color_match=bool(color_match), only_center_face=bool(only_center_face),
+                          min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None)
+        # 2. Restore, with the progress bar moved per photo
+        tick = (lambda done, total, text: progress((done, total), desc=text, unit="photos")) if progress is not None else None
+        job = service.run(uploads, options, progress=tick)
+    except OSDFaceError as err:
+        return (f"**{err}**", *empty)
+    except Exception as err:  # never a traceback on the page; the server log has it
+        log.exception("the restore handler failed")
+        return (f"**Something went wrong:** {type(err).__name__}. The others' jobs are not affected; try again.",
+                *empty)
+    # 3. The job → what the page shows
+    state = [[p.name, str(p.before), str(p.after)] for p in job.photos]
+    labels = [p.name for p in job.photos]
+    faces = [(str(f.image), f.caption) for p in job.photos for f in p.faces]
+    downloads = ([str(job.zip_path)] if job.zip_path else []) + [str(p.download) for p in job.photos]
+    comparison = (state[0][1], state[0][2]) if state else None
+    menu = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+    return job.summary(), comparison, menu, faces, downloads, state
+
+
+def photo_picked(choice: Optional[str], state):
+    """The photo menu → that photo's before/after pair (None when it is not among the results)."""
+    for name, before, after in state or []:
+        if name == choice:
+            return before, after
+    return None
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
+    """The page: inputs and options on the left, results on the right."""
+    with gr.Blocks(title="OSDFace: restore faces", delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# OSDFace: restore the faces in your photos\nOne diffusion step per face. "
+                    "Drop photos, press **Restore**, compare with the slider, download.")
+        gr.Markdown(model_note, elem_id="model-note")
+        state = gr.State([])
+        with gr.Row():
+            # 1. Inputs and the options of `osdface restore`
+            with gr.Column(scale=2):
+                files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=IMAGE_TYPES,
+                                elem_id="photos")
+                mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
+                with gr.Accordion("Options", open=True):
+                    upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
+                                        info="Output size × this; faces are restored, the rest is resized.",
+                                        elem_id="upscale")
+                    fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity",
+                                         info="0 = the model's face, 1 = the input face (a pixel blend).",
+                                         elem_id="fidelity")
+                    color_match = gr.Checkbox(value=True, label="Match the colours of the original faces",
+                                              elem_id="color-match")
+                    only_center = gr.Checkbox(value=False, label="Only the face nearest the centre",
+                                              elem_id="center-face")
+                    with gr.Row():
+                        min_face = gr.Number(value=20, minimum=0, label="Smallest face (pixels)", elem_id="min-face")
+                        max_faces = gr.Number(value=0, minimum=0, precision=0, label="At most this many faces",
+                                              info="0: all of them", elem_id="max-faces")
+                run = gr.Button("Restore", variant="primary", elem_id="restore")
+                gr.Markdown(f"<small>Limits: {service.limits.describe()}. Jobs wait in one queue.</small>")
+            # 2. Results: status, before/after, faces, downloads
+            with gr.Column(scale=3):
+                status = gr.Markdown(elem_id="status")
+                pick = gr.Dropdown(choices=[], label="Photo", elem_id="pick")
+                compare = gr.ImageSlider(label="Before | after", type="filepath", format="png", interactive=False,
+                                         elem_id="compare")
+                faces = gr.Gallery(label="Restored faces (detection score)", columns=5, object_fit="contain",
+                                   format="png", interactive=False, elem_id="faces")
+                downloads = gr.File(label="Downloads: everything as a zip, then each photo", file_count="multiple",
+                                    interactive=False, elem_id="downloads")
+
+        # 3. Events: one queue (see serve), the progress bar on the results
+        def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces,
+                       progress=gr.Progress()):
+            return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
+                                   max_faces, progress)
+
+        run.click(on_restore, inputs=[files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces],
+                  outputs=[status, compare, pick, faces, downloads, state], api_name="restore")
+        pick.input(photo_picked, inputs=[pick, state], outputs=compare, api_visibility="private")
+    return demo
+
+
+def serve(pipe, model_note: str, upload_root: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+          concurrency: int = 1, queue_size: int = 16, limits: Limits = Limits(),
+          detector_weights: Optional[str] = None) -> None:
+    """Serve the page until Ctrl-C / SIGTERM, then remove every result file.
+
+    ``upload_root``: gradio's upload and cache folder (``GRADIO_TEMP_DIR``, which gradio reads when it is
+    imported: the caller makes it, sets it before importing this module, and removes it afterwards)."""
+    # 1. Our results in a private folder; uploads are read only from gradio's
+    service = RestoreService(pipe, limits, upload_root=upload_root, detector_weights=detector_weights)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
+        signal.signal(stop, _interrupt)
+    try:
+        # 2. The page, one bounded queue (REST routes cannot skip it), and the server
+        demo = build_page(service, model_note)
+        demo.queue(max_size=queue_size, default_concurrency_limit=concurrency, api_open=False)
+        try:
+            demo.launch(server_name=host, server_port=port, share=share, max_file_size=limits.max_file_bytes,
+                        show_error=False, ssr_mode=False, run_history=False, mcp_server=False, theme=THEME, css=CSS,
+                        prevent_thread_lock=True, quiet=True)
+        except OSError:
+            raise OSDFaceError(f"--port {port}: cannot serve on {host}:{port} (in use or not allowed); "
+                               "choose another port") from None
+        print(f"serving on {demo.local_url} (Ctrl-C stops it and removes every uploaded and restored file)", flush=True)
+        # 3. Until interrupted
+        demo.block_thread()
+        demo.close(verbose=False)
+    finally:
+        service.close()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,0 +1,145 @@
+"""`osdface ui` in a real browser: the served page, driven by headless Chromium (Debian's) through Playwright.
+
+The server is the real command with the bundled mini model (what a fresh install serves). The test uploads
+examples/group.jpg and a corrupt file, restores, and checks what a person sees: the progress bar, the
+restored photo's size, one gallery face per detected face with its score, the error line naming the bad
+file, the downloads; that the page asks nothing of the internet; and that stopping the server removes
+its files. A screenshot goes to build/test-artefacts/ui_page.png ($OSDFACE_ARTEFACTS to change).
+
+Needs the ui extra and playwright (pip install -e ".[dev,ui]") and Debian's chromium; in CI (CI set) a
+missing one fails instead of skipping.
+"""
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from osdface.image_utils import read_photo
+from osdface.photos import make_face_restorer
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP = REPO / "examples" / "group.jpg"
+ARTEFACTS = Path(os.environ.get("OSDFACE_ARTEFACTS", REPO / "build" / "test-artefacts"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium (the README's Tests command does)")
+    pytest.skip("no chromium: apt-get install -y chromium")
+
+
+def needs(module: str):
+    if os.environ.get("CI"):
+        return __import__(module)
+    return pytest.importorskip(module)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`osdface ui` on a free loopback port (bundled model), its own TMPDIR; stopped with Ctrl-C's signal."""
+    needs("gradio")
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), OSDFACE_DTYPE="float32", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "osdface", "ui", "--port", str(port), "--device", "cpu"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not any(line.startswith("serving on ") for line in lines):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("osdface ui did not start:\n" + "".join(lines))
+        time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}/", tmp, lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, "".join(lines)
+    assert [p.name for p in tmp.iterdir()] == []  # uploads, gradio's cache and our results: all removed
+    assert "Traceback" not in "".join(lines)
+
+
+def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, tiny_pipe):
+    sync_api = needs("playwright.sync_api")
+    url, _, _ = server
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"this is no JPEG at all")
+    # the faces `osdface restore` keeps in the example, best first (the model does not change which)
+    expected = [f.score for f in make_face_restorer(tiny_pipe)(read_photo(GROUP)).faces]
+    assert len(expected) >= 3
+    offsite: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "data:", "blob:"))
+                       else (offsite.append(route.request.url), route.abort()))
+            # 1. The page, with the bundled model named on it
+            page.goto(url)
+            page.wait_for_selector("#restore", timeout=60_000)
+            assert "bundled osdface-mini" in page.inner_text("#model-note")
+            # 2. Upload the example and a corrupt file, upscale ×2, Restore
+            page.set_input_files("#photos input[type=file]", [str(GROUP), str(corrupt)])
+            page.wait_for_function("['group.jpg', 'corrupt.jpg'].every(n => "
+                                   "document.querySelector('#photos').innerText.includes(n))")
+            page.fill("#upscale input[type=number]", "2")
+            page.press("#upscale input[type=number]", "Enter")
+            page.click("#restore")
+            # 3. The progress bar names the file being restored, then the result arrives
+            progress = page.wait_for_selector(".progress-level-inner", timeout=60_000)
+            assert "restoring" in progress.inner_text()
+            page.wait_for_function("document.querySelector('#status').innerText.includes('Restored')", timeout=120_000)
+            status = page.inner_text("#status")
+            assert "Restored 1 of 2 files" in status and f"({len(expected)} faces)" in status
+            assert "corrupt.jpg: not an image file (format not recognised)" in status
+            # 4. Before/after at the result's size; one gallery face per detected face, with its score
+            page.wait_for_function("Array.from(document.querySelectorAll('#compare img'))"
+                                   ".filter(i => i.complete && i.naturalWidth > 0).length == 2")
+            sizes = page.eval_on_selector_all("#compare img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert sizes == [[1720, 1160], [1720, 1160]]
+            page.wait_for_function(f"document.querySelectorAll('#faces img').length == {len(expected)}")
+            captions = page.inner_text("#faces")
+            for score in expected:
+                assert f"score {score:.3f}" in captions
+            # 5. Downloads: the zip (photo + faces) and the photo at full size
+            links = page.eval_on_selector_all("#downloads a", "els => els.map(e => [e.download, e.href])")
+            assert [name for name, _ in links] == ["osdface-restored.zip", "group.png"]
+            photo = Image.open(io.BytesIO(page.request.get(links[1][1]).body()))
+            assert photo.size == (1720, 1160)
+            names = zipfile.ZipFile(io.BytesIO(page.request.get(links[0][1]).body())).namelist()
+            assert names == ["group.png"] + [f"faces/group_{k:02d}.png" for k in range(len(expected))]
+            # 6. The artefact
+            ARTEFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTEFACTS / "ui_page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert offsite == []  # no font, script or telemetry from the internet
+
