@@ -114,8 +114,8 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             page.press("#upscale input[type=number]", "Enter")
             page.click("#restore")
             # 3. The progress bar names the file being restored, then the result arrives
-            progress = page.wait_for_selector(".progress-level-inner", timeout=60_000)
-            assert "restoring" in progress.inner_text()
+            page.wait_for_function("Array.from(document.querySelectorAll('.progress-level-inner'))"
+                                   ".some(e => e.innerText.includes('restoring group.jpg (1 of 2)'))", timeout=60_000)
             page.wait_for_function("document.querySelector('#status').innerText.includes('Restored')", timeout=120_000)
             status = page.inner_text("#status")
             assert "Restored 1 of 2 files" in status and f"({len(expected)} faces)" in status

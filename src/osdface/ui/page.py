@@ -1,7 +1,7 @@
 """The page of ``osdface ui``: a gradio front over ``jobs.RestoreService``. Imports gradio (the ``ui`` extra).
 
     demo = build_page(service, model_note)     # gr.Blocks; the handlers below are plain functions
-    serve(pipe, model_note, host="127.0.0.1", port=7860)
+    serve(pipe, model_note, upload_root, host="127.0.0.1", port=7860)     # what `osdface ui` runs
 
 What a person sees: a drop zone for one or many photos (or aligned crops, by a mode switch), the options
 of ``osdface restore`` that matter, a Restore button with a progress bar, then a before/after slider per
@@ -51,7 +51,10 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
                           color_match=bool(color_match), only_center_face=bool(only_center_face),
                           min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None)
         # 2. Restore, with the progress bar moved per photo
-        tick = (lambda done, total, text: progress((done, total), desc=text, unit="photos")) if progress is not None else None
+        def tick(done: int, total: int, text: str) -> None:
+            if progress is not None:
+                progress((done, total), desc=text, unit="photos")
+
         job = service.run(uploads, options, progress=tick)
     except OSDFaceError as err:
         return (f"**{err}**", *empty)
