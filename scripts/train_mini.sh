@@ -27,10 +27,13 @@ stamp "stage 1 lq";    osdface train-vre $S1 --phase lq train.max_steps=300 --ou
 stamp "stage 1 assoc"; osdface train-vre $S1 --phase assoc train.max_steps=200 \
   train.init_hq="$WORK/vre_hq" train.init_lq="$WORK/vre_lq" --output "$WORK/vre_assoc"
 
-# 3. Stage 2: the one-step generator on the frozen VRE.
+# 3. Stage 2: the one-step generator on the frozen VRE: 5,500 steps of a cosine schedule, then resumed
+#    to 7,500 (the schedule stretched: a warm restart at a low learning rate), as the shipped run was.
 stamp "stage 2"
 osdface train --config stage2_mini model.vre="$WORK/vre_assoc/export" data.roots=["$WORK/faces_train"] \
   data.val_roots=["$WORK/faces_val"] --output "$WORK/stage2"
+stamp "stage 2, resumed to 7500 steps"
+osdface train --resume latest --output "$WORK/stage2" train.max_steps=7500
 
 # 4. Package: float16 weights, configs, data lists and terms into the package data folder.
 stamp "package"
