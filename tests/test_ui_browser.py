@@ -27,6 +27,7 @@ from PIL import Image
 
 from osdface.image_utils import read_photo
 from osdface.photos import make_face_restorer
+from test_ui import needs
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = REPO / "examples" / "group.jpg"
@@ -41,12 +42,6 @@ def chromium_path() -> str:
     if os.environ.get("CI"):
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium (the README's Tests command does)")
     pytest.skip("no chromium: apt-get install -y chromium")
-
-
-def needs(module: str):
-    if os.environ.get("CI"):
-        return __import__(module)
-    return pytest.importorskip(module)
 
 
 def free_port() -> int:
@@ -108,8 +103,8 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             assert "bundled osdface-mini" in page.inner_text("#model-note")
             # 2. Upload the example and a corrupt file, upscale ×2, Restore
             page.set_input_files("#photos input[type=file]", [str(GROUP), str(corrupt)])
-            page.wait_for_function("['group.jpg', 'corrupt.jpg'].every(n => "
-                                   "document.querySelector('#photos').innerText.includes(n))")
+            page.wait_for_function("['group.jpg', 'corrupt.jpg'].every(n => document.querySelector('#photos')"
+                                   ".innerText.replace(/\\s+/g, '').includes(n))")  # (stem and suffix: two lines)
             page.fill("#upscale input[type=number]", "2")
             page.press("#upscale input[type=number]", "Enter")
             page.click("#restore")
@@ -127,8 +122,8 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             assert sizes == [[1720, 1160], [1720, 1160]]
             page.wait_for_function(f"document.querySelectorAll('#faces img').length == {len(expected)}")
             captions = page.inner_text("#faces")
-            for score in expected:
-                assert f"score {score:.3f}" in captions
+            for k, score in enumerate(expected):
+                assert f"{score:.3f} · group.jpg #{k + 1}" in captions
             # 5. Downloads: the zip (photo + faces) and the photo at full size
             links = page.eval_on_selector_all("#downloads a", "els => els.map(e => [e.download, e.href])")
             assert [name for name, _ in links] == ["osdface-restored.zip", "group.png"]

@@ -259,7 +259,7 @@ class RestoreService:
         for k, (face, score) in enumerate(faces):
             face_path = folder / "faces" / f"{stem}_{k:02d}.png"
             write_image_atomic(face, face_path)
-            caption = f"score {score:.3f} · {name} face {k + 1}" if not options.aligned else f"aligned crop · {name}"
+            caption = f"{score:.3f} · {name} #{k + 1}" if not options.aligned else f"aligned crop · {name}"
             face_results.append(FaceResult(face_path, float(score), caption))
         note = None
         if not faces:

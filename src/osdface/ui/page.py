@@ -31,7 +31,8 @@ MODES = {"Photos: find every face": False, "Aligned face crops (one face each, n
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 # System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-CSS = "#status {min-height: 2em} footer {display: none !important}"
+CSS = ("#status {min-height: 2em} footer {display: none !important} "
+       "#faces .grid-wrap.fixed-height {min-height: 0}")  # the faces gallery as tall as its rows (≤ 495 px)
 
 
 # ----------------------------------------------------------------------------- handlers (no browser needed)
@@ -119,7 +120,7 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                 pick = gr.Dropdown(choices=[], label="Photo", elem_id="pick")
                 compare = gr.ImageSlider(label="Before | after", type="filepath", format="png", interactive=False,
                                          elem_id="compare")
-                faces = gr.Gallery(label="Restored faces (detection score)", columns=5, object_fit="contain",
+                faces = gr.Gallery(label="Restored faces (detection score)", columns=6, height="auto", object_fit="contain",
                                    format="png", interactive=False, elem_id="faces")
                 downloads = gr.File(label="Downloads: everything as a zip, then each photo", file_count="multiple",
                                     interactive=False, elem_id="downloads")
