@@ -194,13 +194,13 @@ def test_pipe_and_links_and_skipped_entries_are_named(tmp_path, capsys, tiny_mod
     write_faces(tmp_path / "in", 1)
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "in" / "sub").mkdir()
-    (tmp_path / "in" / "anim.gif").write_bytes(b"GIF89a")
+    (tmp_path / "in" / "scan.heic").write_bytes(b"ftypheic")
     (tmp_path / "in" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     code, err = run_cli(aligned(tmp_path, tiny_model_dir) + [tmp_path / "pipe.png", "--report",
                                                             tmp_path / "report.json"], capsys)
     assert code == 1
     assert "pipe.png: not a regular file" in err
-    assert "sub: a subfolder" in err and "anim.gif: not an image extension" in err
+    assert "sub: a subfolder" in err and "scan.heic: not an image extension" in err
     assert "dangling.png" in err
     report = json.loads((tmp_path / "report.json").read_text())
     assert any("pipe.png" in line for line in report["failed"]) and len(report["done"]) == 1

@@ -76,8 +76,6 @@ def restore(
     Under `torchrun` or `accelerate launch` every process takes its share of the sorted inputs
     (by RANK and WORLD_SIZE): each file is restored exactly once.
     """
-    import torch
-
     from ..batch_files import BatchReport, restore_files, shard
     from ..errors import OSDFaceError
     from ..image_utils import MAX_PHOTO_PIXELS, list_images, read_image, read_photo
@@ -115,24 +113,14 @@ def restore(
                          notify=lambda line: typer.echo(f"note: {line}", err=True))
 
     if aligned:
-        import cv2
-
         from ..batch_files import RestoredFile
-        from ..face.restorer import is_grayscale
-        from ..photos import blend_fidelity, compare_image
+        from ..photos import compare_image, restore_aligned
 
         def restore_batch(images, paths):
-            generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
-            out = pipe(images, batch_size=batch_size, posterior=posterior, generator=generators,
-                       output_type="np").images
-            results = []
-            for src, before, after in zip(paths, images, out):
-                after = blend_fidelity(after, before, fidelity)
-                if is_grayscale(before):  # grayscale stays grayscale (one channel), as in photo mode
-                    after = cv2.cvtColor(after, cv2.COLOR_RGB2GRAY)
-                extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
-                results.append(RestoredFile(after, extras))
-            return results
+            out = restore_aligned(pipe, images, fidelity=fidelity, batch_size=batch_size, posterior=posterior,
+                                  seed=seed)  # grayscale stays grayscale (one channel), as in photo mode
+            return [RestoredFile(after, {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {})
+                    for src, before, after in zip(paths, images, out)]
 
         read = read_image  # (one pixel budget: read_image refuses what read_photo refuses)
     else:
