@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from osdface.metrics import evaluate as ev
+from osdface.metrics import runners
 from osdface.metrics.evaluate import evaluate_folders
 from osdface.metrics.fid import save_fid_stats, stats_from_features
 from osdface.models.arcface import ResNetArcFace
@@ -168,7 +169,7 @@ def test_pyiqa_backend_wiring_without_pyiqa(tmp_path, monkeypatch):
 
     fake = types.SimpleNamespace(create_metric=lambda metric_name, device=None, **o: FakeMetric(metric_name, **o))
     monkeypatch.setitem(sys.modules, "pyiqa", fake)
-    monkeypatch.setattr(ev, "pyiqa_status", lambda: "available")
+    monkeypatch.setattr(runners, "pyiqa_status", lambda: "available")
     write(tmp_path / "gt", gt_images(2))
     write(tmp_path / "pred", gt_images(2, seed=1))
     r = evaluate_folders({"m": tmp_path / "pred"}, gt_dir=tmp_path / "gt",

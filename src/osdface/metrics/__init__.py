@@ -16,7 +16,10 @@ Modules, one concept each:
     identity        Deg. (ArcFace embedding angle, VQFR's preprocessing)
     landmarks       LMD (98-point AWing FAN landmark distance)
     fid             FID (Inception features, reference statistics, Fréchet distance)
-    evaluate        evaluate_folders → Evaluation (CSV / JSON / Markdown)
+    evaluate        evaluate_folders → Evaluation: pairs, decodes and runs the metrics in batches
+    results         MethodResult, Evaluation (CSV / JSON / Markdown)
+    resources       models, FID reference and caches shared by one evaluate_folders call
+    runners         one runner per kind of metric (builtin, Deg., LMD, FID, pyiqa)
     speed           benchmark_pipeline → SpeedResult (paper Table 3's columns)
 """
 

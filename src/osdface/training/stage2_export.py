@@ -3,11 +3,13 @@
 ``export_generator(pipe, out, cfg)`` writes ``out/osdface/`` (``OSDFacePipeline.from_pretrained``),
 ``out/release/`` (the three official files, ``OSDFacePipeline.from_official``) and
 ``out/export.json`` (step, architectures, config), replacing ``out`` atomically.
+``export_checkpoint(checkpoint, out)`` does the same from a training checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,8 +23,10 @@ from ..models.lora import LoraPair, lora_state_dict, parse_lora_state_dict
 from ..models.lora import merge_lora as merge_lora_weights
 from ..models.stable_diffusion import load_sd21_base
 from ..pipeline import OSDFacePipeline
+from .checkpoint import CheckpointManager, load_trainable_state_dict
 from .config import config_to_dict
-from .stage2_config import Stage2Config
+from .stage2_config import Stage2Config, find_checkpoint, load_stage2_config
+from .stage2_models import TrainableGenerator, build_models
 
 
 def trained_lora_pairs(unet: nn.Module) -> dict[str, LoraPair]:
@@ -107,3 +111,19 @@ def _save_trained_unet(pipe: OSDFacePipeline, folder: Path) -> None:
                               lora=None, lora_merged=True, base_model=None)
     trained.channels_last(False)
     trained.save_pretrained(folder, lora="merged")
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, lora: str = "separate",
+                      overrides: Sequence[str] = ()) -> dict[str, Path]:
+    """Export a training checkpoint (a ``checkpoint-N`` folder, or a run folder: its newest) like the
+    end of ``train`` does. Rebuilds the generator from the stored config, with ``overrides`` on top
+    (e.g. ``model.sd_model=...`` when SD 2.1-base or the VRE has moved)."""
+    from safetensors.torch import load_file
+
+    ckpt = find_checkpoint(checkpoint)
+    state = CheckpointManager.read_state(ckpt)
+    cfg = load_stage2_config(base=state["config"], overrides=overrides)
+    pipe, _ = build_models(dataclasses.replace(cfg, losses=dataclasses.replace(cfg.losses, gan=0.0)))  # no D
+    load_trainable_state_dict(TrainableGenerator(pipe), load_file(str(ckpt / "generator.safetensors")), str(ckpt))
+    pipe.lora = trained_lora_pairs(pipe.unet) if cfg.model.train_unet == "lora" else None
+    return export_generator(pipe, output_dir, cfg, step=state["step"], lora=lora)

@@ -3,6 +3,7 @@ whole UNet of our own size) and the latent discriminator, built from the files a
 
 ``build_models(cfg)`` reads SD 2.1-base (or builds ``model.unet_config``/``vae_config``), the VRE and
 the weights to start from; ``assemble_models`` does the same from components in memory (benchmarks).
+``TrainableGenerator`` wraps the generator's trainable parts for accelerate.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def trainable_generator_parameters(pipe: OSDFacePipeline, train_unet: str = "lor
     (``"full"``), and the adapter."""
     unet = [p for n, p in pipe.unet.named_parameters() if train_unet == "full" or "lora_" in n]
     return unet + list(pipe.adapter.parameters())
+
+
+class TrainableGenerator(nn.Module):
+    """The trainable parts (``unet`` with LoRA, ``adapter``) as one module whose forward is the pipeline's
+    one-step recipe, so that accelerate/DDP can wrap it. The frozen VAE and VRE stay in ``pipe`` only."""
+
+    def __init__(self, pipe: OSDFacePipeline):
+        super().__init__()
+        self.unet, self.adapter = pipe.unet, pipe.adapter
+        self.pipe = pipe  # not an nn.Module: not registered, not moved by .to()
+
+    def forward(self, lq: torch.Tensor, generator=None, posterior: str = "mode") -> dict[str, torch.Tensor]:
+        return self.pipe.generate(lq, generator=generator, posterior=posterior)
 
 
 def build_own_base(cfg: Stage2Config):
