@@ -46,6 +46,17 @@ __all__ = [
 ]
 
 
+def _mtcnn_factory(**kwargs) -> FaceDetector:
+    from .mtcnn import MTCNNDetector  # imported lazily: torch is only needed when it is used
+
+    return MTCNNDetector(**kwargs)
+
+
+# The built-in detector is registered here, not in detection.py, so that mtcnn.py (which uses the
+# Detection record) and detection.py (the registry) do not import each other.
+register_detector("mtcnn", _mtcnn_factory)
+
+
 def __getattr__(name):
     if name == "MTCNNDetector":
         from .mtcnn import MTCNNDetector

@@ -111,12 +111,3 @@ def create_detector(name: str = "mtcnn", **kwargs) -> FaceDetector:
             f"factory for detector {name!r} returned {type(detector).__name__}, which has no detect()"
         )
     return detector
-
-
-def _mtcnn_factory(**kwargs) -> FaceDetector:
-    from .mtcnn import MTCNNDetector  # imported lazily: torch is only needed when it is used
-
-    return MTCNNDetector(**kwargs)
-
-
-register_detector("mtcnn", _mtcnn_factory)
