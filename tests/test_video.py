@@ -345,3 +345,12 @@ def test_probe_reads_rate_count_and_audio(tmp_path, scene):
     info = probe(tmp_path / "x.webm")
     assert (info.frames, info.rate, info.audio_codecs, info.rotation) == (7, Fraction(12), ["opus"], 0)
     assert not info.variable_rate
+
+
+def test_photo_only_flags_on_a_video_get_a_note(tmp_path, capsys, tiny_model_dir, scene):
+    write_clip(tmp_path / "a.mp4", clip_frames(scene, 2)[0])
+    code, err = run_cli(["restore", tmp_path / "a.mp4", "--save-faces", "--format", "jpg", "--output",
+                         tmp_path / "out", "--weights", tiny_model_dir, "--quiet"], capsys)
+    assert code == 0, err
+    assert "note: videos: --save-faces, --format jpg apply to photos" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]

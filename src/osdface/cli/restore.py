@@ -36,7 +36,7 @@ def restore(
     dtype: Annotated[str, typer.Option(envvar="OSDFACE_DTYPE", help="auto | float32 | float16 | bfloat16. auto: bfloat16 on CPUs with AMX-BF16/AVX512-BF16 and CUDA sm80+, float16 on older GPUs and MPS, float32 elsewhere (the choice is printed). The VRE, adapter and x0 always stay float32/float64.")] = "auto",
     posterior: Annotated[str, typer.Option(help="VAE posterior: 'mode' (deterministic, default) or 'sample' (as the official code, seeded by --seed).")] = "mode",
     seed: Annotated[int, typer.Option(help="Seed of --posterior sample; each face gets its own generator, so results do not depend on batching or sharding.")] = 114,
-    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {' | '.join(FORMATS)} | same (the input's; PNG for a file without an image extension). RGBA inputs keep alpha in png/webp.")] = "png",
+    fmt: Annotated[str, typer.Option("--format", help=f"Photo output format (videos keep their container): {' | '.join(FORMATS)} | same (the input's; PNG for a file without an image extension). RGBA inputs keep alpha in png/webp.")] = "png",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them).")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write what happened as JSON: done, skipped, failed (file: reason), notes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -168,6 +168,12 @@ def restore(
             return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=batch_size, fidelity=fidelity,
                                      posterior=posterior, seed=seed)
 
+        ignored = [flag for flag, on in (("--save-faces", save_faces), ("--compare", compare),
+                                          (f"--format {fmt}", fmt != "png")) if on]
+        if ignored:
+            result.notes.append(f"videos: {', '.join(ignored)} apply to photos; a video is written as one clip "
+                                "in its own container")
+            typer.echo(f"note: {result.notes[-1]}", err=True)
         restore_videos(videos, output, make_video_restorer, settings, report=result, codec=video_codec,
                        codec_options=codec_options, upscale=upscale, segment_frames=video_segment,
                        overwrite=overwrite, progress=not quiet)
