@@ -354,3 +354,30 @@ def test_photo_only_flags_on_a_video_get_a_note(tmp_path, capsys, tiny_model_dir
     assert code == 0, err
     assert "note: videos: --save-faces, --format jpg apply to photos" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, tiny_model_dir, scene, monkeypatch):
+    """Ctrl-C in the middle of a clip: no traceback, exit 130, finished segments kept; the rerun resumes."""
+    from osdface.video import clip
+
+    lq, _ = clip_frames(scene, 12)
+    write_clip(tmp_path / "c.mp4", lq)
+    original = clip.VideoEncoder.write
+    calls = {"n": 0}
+
+    def write_then_interrupt(self, rgb, pts):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, rgb, pts)
+
+    monkeypatch.setattr(clip.VideoEncoder, "write", write_then_interrupt)
+    args = ["restore", tmp_path / "c.mp4", "--output", tmp_path / "out", "--weights", tiny_model_dir, "--quiet",
+            "--video-segment", "4"]
+    code, err = run_cli(args, capsys)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "c.mp4").exists()
+    monkeypatch.setattr(clip.VideoEncoder, "write", original)
+    code, err = run_cli(args, capsys)
+    assert code == 0 and "resuming at frame 4" in err
+    assert len(decode(tmp_path / "out" / "c.mp4")[0]) == 12

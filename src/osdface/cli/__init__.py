@@ -51,12 +51,26 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except (typer.Exit, SystemExit) as stop:
-        sys.exit(getattr(stop, "exit_code", getattr(stop, "code", 0)))
+        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
+        if code == 130:  # Ctrl-C (typer turns KeyboardInterrupt into Exit(130))
+            _interrupted()
+        sys.exit(code)
+    except KeyboardInterrupt:
+        if os.environ.get("OSDFACE_DEBUG"):
+            raise
+        _interrupted()
+        sys.exit(130)
+
     except Exception as err:
         if _is_usage_error(err):  # a bad flag or argument: one line, exit 2
             print(f"error: {_usage_message(err)} (see `osdface {_command_name()} --help`)", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def _interrupted() -> None:
+    print("\ninterrupted: finished outputs are kept (a video resumes after its last finished segment); "
+          "run the same command again to go on", file=sys.stderr)
 
 
 def _is_usage_error(err: Exception) -> bool:
