@@ -92,6 +92,17 @@ def run(pipe, face_restorer, stabilisers, frames) -> tuple[list[np.ndarray], flo
     return [r.rgb for r in out], seconds, float(np.mean(changes)) if changes else 0.0
 
 
+def face_psnr(frames, clean, affines, regions) -> float:
+    """PSNR (dB) of the frames against the clean ones, over the faces' regions of every frame."""
+    errors = []
+    for frame, truth, a in zip(frames, clean, affines):
+        for x1, y1, x2, y2 in regions:
+            (fx1, fy1), (fx2, fy2) = (np.array([[x1, y1, 1], [x2, y2, 1]]) @ a.T).astype(int)
+            diff = frame[fy1:fy2, fx1:fx2].astype(np.float64) - truth[fy1:fy2, fx1:fx2]
+            errors.append((diff ** 2).mean())
+    return float(10 * np.log10(255.0 ** 2 / np.mean(errors)))
+
+
 def prompt_sensitivity(pipe, face_restorer, frame) -> str:
     """How much the model's output depends on its visual prompt at all: the largest change (0..255) when
     the prompt of the first frame's faces is replaced by zeros. Where it is tiny, prompt flips cannot
@@ -137,17 +148,21 @@ def main() -> None:
         "landmarks": Stabilisers(landmark_radius=3, prompt_momentum=0.0, bridge_gap=0),
         "prompt": Stabilisers(landmark_radius=0, prompt_momentum=0.7, bridge_gap=0),
         "all (default)": Stabilisers(),
+        "all + output blend 0.5": Stabilisers(output_blend=0.5),
+        "all + output blend 0.8": Stabilisers(output_blend=0.8),
     }
-    rows = [("input (degraded)", temporal_error(lq, affines, regions), temporal_error(lq, affines), None, None),
+    rows = [("input (degraded)", temporal_error(lq, affines, regions), temporal_error(lq, affines), None, None,
+             face_psnr(lq, clean, affines, regions)),
             ("clean frames (floor)", temporal_error(clean, affines, regions), temporal_error(clean, affines), None,
-             None)]
+             None, None)]
     run(pipe, face_restorer, Stabilisers(), lq[:8])  # warm-up (first calls allocate): not timed
     outputs = {}
     for name, stab in configs.items():
         restored, seconds, changes = run(pipe, face_restorer, stab, lq)
         outputs[name] = restored
         rows.append((f"restored, stabilisers: {name}", temporal_error(restored, affines, regions),
-                     temporal_error(restored, affines), changes, 1 / seconds))
+                     temporal_error(restored, affines), changes, 1 / seconds,
+                     face_psnr(restored, clean, affines, regions)))
         print(f"{name}: face-region error {rows[-1][1]:.3f}, {changes:.2f} prompt codes changed per frame, "
               f"{1 / seconds:.2f} frames/s", flush=True)
 
@@ -156,12 +171,12 @@ def main() -> None:
              f"σ 0.8, noise σ {args.noise:g}, JPEG q{args.jpeg}. Model: bundled osdface-mini, {args.dtype}. "
              f"CPU: {cpu_description()}.", "",
              f"| | temporal error, faces (0..255) | whole frame | prompt codes changed / frame (of "
-             f"{pipe.vre.config.num_tokens}) | frames/s |",
-             "|---|---|---|---|---|"]
-    for name, faces, whole, changes, fps in rows:
+             f"{pipe.vre.config.num_tokens}) | frames/s | PSNR of the faces vs clean (dB) |",
+             "|---|---|---|---|---|---|"]
+    for name, faces, whole, changes, fps, quality in rows:
         lines.append(f"| {name} | {faces:.3f} | {whole:.3f} | {'' if changes is None else f'{changes:.2f}'} | "
-                     f"{'' if fps is None else f'{fps:.2f}'} |")
-    base, best = rows[2][1], rows[-1][1]
+                     f"{'' if fps is None else f'{fps:.2f}'} | {'' if quality is None else f'{quality:.2f}'} |")
+    base, best = rows[2][1], rows[5][1]  # none, all (default)
     lines += ["", f"Stabilised vs none: {best / base:.2f}×; stabilised vs input: {best / rows[0][1]:.2f}× "
               f"(target ≤ 1 for both).", "", prompt_sensitivity(pipe, face_restorer, lq[0])]
     table = "\n".join(lines)
@@ -169,10 +184,10 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("# Video: temporal stability (benchmarks/bench_video.py)\n\n" + table + "\n")
 
-    # Strip: the first face over 6 consecutive frames, rows input | none | all
+    # Strip: the first face over 6 consecutive frames, rows input | none | all | all + output blend 0.5
     x1, y1, x2, y2 = regions[0]
     tiles = []
-    for name, frames in (("input", lq), ("none", outputs["none"]), ("all", outputs["all (default)"])):
+    for frames in (lq, outputs["none"], outputs["all (default)"], outputs["all + output blend 0.5"]):
         row = []
         for t in range(args.frames // 2, args.frames // 2 + 6):
             box = np.array([[x1, y1, 1], [x2, y2, 1]]) @ affines[t].T

@@ -381,3 +381,18 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, tiny_model_d
     code, err = run_cli(args, capsys)
     assert code == 0 and "resuming at frame 4" in err
     assert len(decode(tmp_path / "out" / "c.mp4")[0]) == 12
+
+
+def test_output_blender_follows_its_formula_and_lets_real_changes_through():
+    from osdface.video.restorer import OutputBlender
+
+    blender = OutputBlender(0.5, gate=24.0)
+    first = np.full((4, 4, 3), 100, np.uint8)
+    assert np.array_equal(blender(7, first), first)  # nothing to blend with yet
+    noisy = first.copy()
+    noisy[0, 0] = 112  # 12 levels away: w = 0.5 · (1 − 12/24) = 0.25
+    noisy[1, 1] = 200  # 100 levels away: a real change, w = 0
+    out = blender(7, noisy)
+    assert out[0, 0, 0] == round(0.25 * 100 + 0.75 * 112) and out[1, 1, 0] == 200 and out[2, 2, 0] == 100
+    assert np.array_equal(blender(8, noisy), noisy)  # another track starts afresh
+    assert np.array_equal(OutputBlender(0.0)(7, noisy), noisy)  # off

@@ -42,6 +42,7 @@ def restore(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     landmark_smoothing: Annotated[int, typer.Option(min=0, max=30, help="Video: a face's landmarks are fitted by a line over this many frames each side (0: each frame's own detection).")] = 3,
     prompt_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Video: weight of a face track's past VRE features in its visual prompt (0: each frame its own prompt).")] = 0.7,
+    temporal_blend: Annotated[float, typer.Option(min=0.0, max=0.95, help="Video: blend each restored face with its track's previous one where they differ by less than 24 levels (weight up to B; 0: off, default). Settles texture flicker; a real change comes through at once.")] = 0.0,
     video_codec: Annotated[Optional[str], typer.Option(help="Video: FFmpeg encoder. Default by container: libx264 (CRF 17) for mp4/mov/mkv, libvpx-vp9 for webm, gif for gif.")] = None,
     video_option: Annotated[Optional[List[str]], typer.Option("--video-option", help="Video: encoder option KEY=VALUE, repeatable (e.g. crf=20, preset=slow).")] = None,
     video_segment: Annotated[int, typer.Option(min=1, help="Video: frames per resumable segment; an interrupted run resumes after the last finished one.")] = 120,
@@ -159,7 +160,8 @@ def restore(
         from ..video.batch import restore_videos
         from ..video.restorer import Stabilisers, VideoFaceRestorer
 
-        stabilisers = Stabilisers(landmark_smoothing, prompt_smoothing, bridge_gap=3 if landmark_smoothing else 0)
+        stabilisers = Stabilisers(landmark_smoothing, prompt_smoothing, bridge_gap=3 if landmark_smoothing else 0,
+                                  output_blend=temporal_blend)
         settings = {"weights": str(weights), "model": model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
                     "options": [only_center_face, min_face_size, max_faces, fidelity, color_match, posterior, seed,
                                 detector, detector_weights]}

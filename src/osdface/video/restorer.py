@@ -13,6 +13,11 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    swaps codes averages out.
 3. **Tracks bridge misses**: a face the detector loses for a frame or two between sightings is still
    restored at its interpolated position rather than popping out and back.
+4. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
+   the face's own motion is already compensated), is blended with the track's previous one,
+   ``o_t = w·o_{t−1} + (1 − w)·r_t`` with ``w = output_blend·max(0, 1 − |r_t − o_{t−1}| / 24)`` per
+   pixel: texture that differs only by per-frame noise settles, while a real change (a blink, a word)
+   differs by more than 24 levels and comes through at once.
 
 Frames go through ``VideoFaceRestorer`` as an iterator; it keeps ``landmark_radius`` frames of
 look-ahead plus one batch of faces (``batch_size``, drawn from several frames) in memory.
@@ -38,21 +43,25 @@ from .tracking import FaceTracker, smoothed
 class Stabilisers:
     """``landmark_radius``: frames each side of the landmark line fit (0: raw detections, no
     look-ahead); ``prompt_momentum``: weight of a track's past VRE features (0: every frame's own
-    prompt); ``bridge_gap``: frames a track may go unseen and still be restored (0: off)."""
+    prompt); ``bridge_gap``: frames a track may go unseen and still be restored (0: off);
+    ``output_blend``: weight of a track's previous restored face where the new one is close to it (0: off)."""
 
     landmark_radius: int = 3
     prompt_momentum: float = 0.7
     bridge_gap: int = 3
+    output_blend: float = 0.0
 
     def __post_init__(self):
         if self.landmark_radius < 0 or self.bridge_gap < 0:
             raise ValueError("landmark_radius and bridge_gap must be >= 0")
         if not 0.0 <= self.prompt_momentum < 1.0:
             raise ValueError(f"prompt_momentum must be in [0, 1); got {self.prompt_momentum}")
+        if not 0.0 <= self.output_blend < 1.0:
+            raise ValueError(f"output_blend must be in [0, 1); got {self.output_blend}")
 
     @classmethod
     def off(cls) -> Stabilisers:
-        return cls(0, 0.0, 0)
+        return cls(0, 0.0, 0, 0.0)
 
 
 class PromptSmoother:
@@ -68,6 +77,30 @@ class PromptSmoother:
             self.momentum * previous + (1 - self.momentum) * features
         self.state[track_id] = out
         return out
+
+    def keep_only(self, track_ids: Iterable[int]) -> None:
+        keep = set(track_ids)
+        self.state = {k: v for k, v in self.state.items() if k in keep}
+
+
+class OutputBlender:
+    """Per-track blending of restored aligned faces (HWC uint8), gated by their difference (see module)."""
+
+    def __init__(self, weight: float, gate: float = 24.0):
+        self.weight, self.gate = weight, gate
+        self.state: dict[int, np.ndarray] = {}
+
+    def __call__(self, track_id: int, face: np.ndarray) -> np.ndarray:
+        if self.weight == 0:
+            return face
+        current = face.astype(np.float32)
+        previous = self.state.get(track_id)
+        if previous is not None:
+            close = np.clip(1 - np.abs(current - previous).mean(axis=2, keepdims=True) / self.gate, 0, 1)
+            w = self.weight * close
+            current = w * previous + (1 - w) * current
+        self.state[track_id] = current
+        return np.clip(np.rint(current), 0, 255).astype(np.uint8)
 
     def keep_only(self, track_ids: Iterable[int]) -> None:
         keep = set(track_ids)
@@ -108,6 +141,7 @@ class VideoFaceRestorer:
         self.batch_size, self.fidelity, self.posterior, self.seed = batch_size, fidelity, posterior, seed
         self.tracker = FaceTracker(history=max(32, 4 * self.stab.landmark_radius + 2 * self.stab.bridge_gap + 2))
         self.prompts = PromptSmoother(self.stab.prompt_momentum)
+        self.blender = OutputBlender(self.stab.output_blend)
 
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
         lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap)
@@ -158,8 +192,10 @@ class VideoFaceRestorer:
             generators = [torch.Generator(pipe.device).manual_seed(self.seed) for _ in chunk]
             out = pipe.restore_tensor(lq, generator=generators, posterior=self.posterior,
                                       prompt_embeds=prompt_embeds)  # (B, 3, S, S) in [-1, 1]
-            restored.extend(blend_fidelity(o, c, self.fidelity) for o, c in zip(tensor_to_numpy(out), chunk))
+            faces = [self.blender(tid, o) for tid, o in zip(track_ids[start:], tensor_to_numpy(out))]
+            restored.extend(blend_fidelity(o, c, self.fidelity) for o, c in zip(faces, chunk))
         self.prompts.keep_only(self.tracker.tracks)
+        self.blender.keep_only(self.tracker.tracks)
         # 4. Paste back, frame by frame
         start = 0
         for r in ready:
