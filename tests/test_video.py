@@ -213,6 +213,11 @@ def test_clip_keeps_frames_rate_size_audio_and_restores_faces(tmp_path, capsys, 
     ys, xs = np.nonzero(changed)  # the tiny model changes the face, the background stays
     assert changed.mean() > 0.01 and 20 < xs.mean() < 120
     assert json.loads((tmp_path / "report.json").read_text())["done"] == [str(out)]
+    sidecar = json.loads((tmp_path / "out" / "walk.mp4.json").read_text())  # every frame's faces, by track
+    assert [f["frame"] for f in sidecar["frames"]] == list(range(10)) and sidecar["input_size_wh"] == [192, 128]
+    assert {face["track"] for f in sidecar["frames"] for face in f["faces"]} == {0}
+    x1, y1, x2, y2 = sidecar["frames"][5]["faces"][0]["box_xyxy"]
+    assert x1 < xs.mean() < x2 and y1 < ys.mean() < y2  # the changed pixels lie in the recorded face
     assert not work_folder(out).exists() and not list((tmp_path / "out").glob(".*"))
     code, err = run_cli(["restore", src, "--output", tmp_path / "out", "--weights", tiny_model_dir, "--quiet"],
                         capsys)
@@ -291,7 +296,7 @@ def test_bad_videos_one_line_each_and_the_rest_goes_on(tmp_path, capsys, tiny_mo
         assert sum(name in line for line in lines) == 1, (name, err)
         assert reason in next(line for line in lines if name in line)
     assert "Traceback" not in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]  # nothing half-written
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "good.mp4.json"]  # nothing half-written
 
 
 def test_aligned_mode_refuses_videos_in_one_line(tmp_path, capsys, tiny_model_dir, scene):
@@ -334,6 +339,8 @@ def test_resume_after_a_kill(tmp_path, tiny_model_dir, scene):
     a, rate_a, audio_a = decode(out / "long.mp4")
     b, rate_b, audio_b = decode(tmp_path / "whole" / "long.mp4")
     assert len(a) == len(b) == 40 and rate_a == rate_b and audio_a == audio_b == ["aac"]
+    frames = json.loads((out / "long.mp4.json").read_text())["frames"]
+    assert [f["frame"] for f in frames] == list(range(40))  # the kept segments' records too
     diffs = [np.abs(x[2].astype(int) - y[2].astype(int)).mean() for x, y in zip(a, b)]
     assert max(diffs) < 1.0, diffs
     assert not partial.exists()
@@ -353,7 +360,7 @@ def test_photo_only_flags_on_a_video_get_a_note(tmp_path, capsys, tiny_model_dir
                          tmp_path / "out", "--weights", tiny_model_dir, "--quiet"], capsys)
     assert code == 0, err
     assert "note: videos: --save-faces, --format jpg apply to photos" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "a.mp4.json"]
 
 
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, tiny_model_dir, scene, monkeypatch):

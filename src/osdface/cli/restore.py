@@ -25,7 +25,7 @@ def restore(
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Photo mode: match each restored face's low-frequency colour to the original (AdaIN).")] = True,
     save_faces: Annotated[bool, typer.Option("--save-faces", help="Photo mode: also write cropped_faces/ and restored_faces/ (STEM_NN.png).")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Also write compare/STEM.png: input | output side by side.")] = False,
-    sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="Photo mode: write STEM.json with every face's box, landmarks, score and affine.")] = True,
+    sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="Photo mode: write STEM.json with every face's box, landmarks, score and affine; videos: NAME.json (e.g. clip.mp4.json) with every frame's faces and their track ids.")] = True,
     detector: Annotated[str, typer.Option(help="Photo mode: face detector name (mtcnn: weights from the facenet-pytorch package).")] = "mtcnn",
     detector_weights: Annotated[Optional[str], typer.Option(help="Photo mode: local weights for the detector (a folder or file, detector-specific).")] = None,
     sd_model: Annotated[Optional[str], typer.Option(help="SD 2.1-base: a local diffusers folder or a hub id. Default: $OSDFACE_HOME/stable-diffusion-2-1-base. Not needed for a merged osdface folder.")] = None,
@@ -178,7 +178,7 @@ def restore(
             typer.echo(f"note: {result.notes[-1]}", err=True)
         restore_videos(videos, output, make_video_restorer, settings, report=result, codec=video_codec,
                        codec_options=codec_options, upscale=upscale, segment_frames=video_segment,
-                       overwrite=overwrite, progress=not quiet)
+                       overwrite=overwrite, progress=not quiet, sidecar=sidecar)
     typer.echo(result.summary(), err=True)
     if report is not None:
         write_text_atomic(report, json.dumps(result.to_json(), indent=2) + "\n")

@@ -26,7 +26,7 @@ from .restorer import VideoFaceRestorer
 def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Callable[[], VideoFaceRestorer],
                    settings: dict, report: Optional[BatchReport] = None, codec: Optional[str] = None,
                    codec_options: Optional[dict] = None, upscale: float = 1.0, segment_frames: int = 120,
-                   overwrite: bool = False, progress: bool = True,
+                   overwrite: bool = False, progress: bool = True, sidecar: bool = False,
                    log: Optional[Callable[[str], None]] = None) -> BatchReport:
     """Restore every clip into ``output_dir``; results go into ``report`` (a new one if None)."""
     report = report if report is not None else BatchReport()
@@ -59,7 +59,8 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
                 log(f"note: {report.notes[-1]}")
             # 2. Restore (resuming an interrupted earlier run), then join with the audio
             result = restore_clip(info, dst, make_restorer, settings, codec=codec, codec_options=codec_options,
-                                  upscale=upscale, segment_frames=segment_frames, progress=progress, log=log)
+                                  upscale=upscale, segment_frames=segment_frames, progress=progress,
+                                  sidecar=sidecar, log=log)
         except VideoReadError as err:  # the input itself is bad: nothing to resume
             shutil.rmtree(work_folder(dst), ignore_errors=True)
             report.failed.append(str(err))

@@ -7,7 +7,8 @@ input and settings keeps the finished segments and starts at the first missing f
 are warmed up on the frames just before it (restored again, not written), so the seam is as steady as
 the rest. When the last segment is done, the segments and the input's audio are joined into a
 temporary file that is renamed to the output: an output file is always complete. GIFs are encoded in
-one piece (no resume).
+one piece (no resume). With ``sidecar``, ``NAME.json`` (e.g. ``clip.mp4.json``) lists every frame's
+faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import OSDFaceError
@@ -69,9 +71,20 @@ def _load_state(folder: Path, fingerprint: dict) -> list[dict]:
     return []
 
 
+def sidecar_path(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def _frame_record(restored) -> dict:
+    return {"frame": restored.index, "pts": restored.pts,
+            "faces": [{"track": tid, "box_xyxy": np.round(f.box, 2).tolist(),
+                       "landmarks5": np.round(f.landmarks5, 2).tolist(), "score": round(float(f.score), 4)}
+                      for tid, f in zip(restored.track_ids, restored.faces)]}
+
+
 def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], VideoFaceRestorer], settings: dict,
                  codec: Optional[str] = None, codec_options: Optional[dict] = None, upscale: float = 1.0,
-                 segment_frames: int = 120, progress: bool = True,
+                 segment_frames: int = 120, progress: bool = True, sidecar: bool = False,
                  log: Callable[[str], None] = print) -> ClipResult:
     """Restore ``info``'s clip into ``output`` (same container), resuming an interrupted earlier run."""
     result = ClipResult()
@@ -99,6 +112,16 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
     bar = tqdm(total=info.frames, initial=resume_at, desc=info.path.name, unit="frame", disable=not interactive)
     suffix = output.suffix
     encoder, seg_start, seg_path, last = None, 0, None, -1
+    records: list[dict] = []  # the open segment's frames, for the sidecar
+
+    def close_segment():
+        encoder.close()
+        final = seg_path.with_name(seg_path.name[:-len(".part")])
+        write_text_atomic(final.with_suffix(".json"), json.dumps(records))  # before the segment counts
+        seg_path.replace(final)
+        done.append({"file": final.name, "start": seg_start, "end": last + 1})
+        save_state()
+        records.clear()
     track_ids: set[int] = set()
     try:
         for restored in restorer(frames):
@@ -110,6 +133,7 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
                 seg_path = folder / f"segment_{seg_start:08d}{suffix}.part"
                 encoder = VideoEncoder(seg_path, info, size, codec, codec_options)
             encoder.write(restored.rgb, restored.pts)
+            records.append(_frame_record(restored))
             last = restored.index
             result.frames += 1
             result.faces += len(restored.track_ids)
@@ -119,19 +143,11 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
                 log(f"{info.path.name}: {restored.index + 1}/{info.frames or '?'} frames")
             # 2. Close a full segment: it counts once it is renamed and listed in the state
             if not one_piece and restored.index + 1 - seg_start >= segment_frames:
-                encoder.close()
+                close_segment()
                 encoder = None
-                final = seg_path.with_name(seg_path.name[:-len(".part")])
-                seg_path.replace(final)
-                done.append({"file": final.name, "start": seg_start, "end": restored.index + 1})
-                save_state()
         if encoder is not None:
-            encoder.close()
+            close_segment()
             encoder = None
-            final = seg_path.with_name(seg_path.name[:-len(".part")])
-            seg_path.replace(final)
-            done.append({"file": final.name, "start": seg_start, "end": last + 1})
-            save_state()
     except BaseException:
         if encoder is not None:
             encoder.abort()
@@ -144,6 +160,14 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
         raise OSDFaceError(f"{info.path}: no frame was restored")
     # 3. Join the segments with the input's audio into a temporary file, then rename it to the output
     segments = [folder / s["file"] for s in done]
+    if sidecar:  # written before the output: the output's presence means the clip is done
+        frames = [r for seg in segments if seg.with_suffix(".json").is_file()
+                  for r in json.loads(seg.with_suffix(".json").read_text())]
+        width, height = info.upright_size
+        write_text_atomic(sidecar_path(output), json.dumps(
+            {"input": str(info.path), "input_size_wh": [width, height], "upscale": upscale,
+             "rate": str(info.rate), "time_base": str(info.time_base), "rotation": info.rotation,
+             "frames": frames}, indent=1) + "\n")
     if one_piece:
         segments[0].replace(output)  # same folder: an atomic rename
     else:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..face.restorer import FaceRestorer, PreparedPhoto
+from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
 from .io import Frame
@@ -116,12 +116,14 @@ class _Ready:
 
 @dataclass
 class RestoredFrame:
-    """A restored frame (upright RGB, the output size), its input timestamp and its faces' track ids."""
+    """A restored frame (upright RGB, the output size), its input timestamp, its faces' track ids and
+    their records (box, landmarks as aligned, score; in input-frame pixels, upright)."""
 
     index: int
     pts: int
     rgb: np.ndarray
     track_ids: list[int]
+    faces: list[FaceRecord] = field(default_factory=list)
 
 
 class VideoFaceRestorer:
@@ -202,4 +204,4 @@ class VideoFaceRestorer:
             n = len(r.track_ids)
             result = self.faces.finish(r.prepared, restored[start:start + n])
             start += n
-            yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids)
+            yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids, result.faces)
