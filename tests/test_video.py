@@ -275,7 +275,17 @@ def test_bad_videos_one_line_each_and_the_rest_goes_on(tmp_path, capsys, tiny_mo
     write_clip(folder / "good.mp4", lq, rate=10)
     (folder / "garbage.mp4").write_bytes(os.urandom(5000))
     whole = (folder / "good.mp4").read_bytes()
-    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # index at the end: unreadable
+    with av.open(str(folder / "faststart.mp4"), "w", options={"movflags": "faststart"}) as out:  # index first
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 192, 128, "yuv420p"
+        for frame in clip_frames(scene, 12)[0]:
+            for p in v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    whole = (folder / "faststart.mp4").read_bytes()
+    (folder / "faststart.mp4").write_bytes(whole[: len(whole) * 2 // 3])  # its frames cut short
     with av.open(str(folder / "sound.mkv"), "w") as out:  # audio only
         s = out.add_stream("aac", rate=48000)
         s.layout = "mono"
@@ -292,6 +302,7 @@ def test_bad_videos_one_line_each_and_the_rest_goes_on(tmp_path, capsys, tiny_mo
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     for name, reason in (("garbage.mp4", "not a readable video"), ("truncated.mp4", ""),
+                         ("faststart.mp4", "truncated:"),
                          ("sound.mkv", "no video stream (audio only)"), ("empty.mp4", "no frames")):
         assert sum(name in line for line in lines) == 1, (name, err)
         assert reason in next(line for line in lines if name in line)

@@ -100,8 +100,11 @@ def probe(path: Path) -> VideoInfo:
         # The packets (no decoding): the real frame count (mkv/webm do not declare one) and the frame rhythm
         with av.open(str(path)) as container:
             stamps = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.size and p.pts is not None)
+        if info.frames and len(stamps) < info.frames:  # the container's index promises more than the file holds
+            raise VideoReadError(f"{path}: truncated: {len(stamps)} of the {info.frames} frames it declares are in "
+                                 "the file")
         if stamps:
-            info.frames = len(stamps) if not info.frames else max(info.frames, len(stamps))
+            info.frames = len(stamps)  # what decoding will give, less any frames an edit list trims (phone edits)
             steps = [float((b - a) * info.time_base) for a, b in zip(stamps, stamps[1:]) if b > a]
             if steps:
                 info.frame_durations = (min(steps), max(steps))
@@ -124,8 +127,8 @@ class Frame:
 def read_frames(info: VideoInfo) -> Iterator[Frame]:
     """Decode every frame, one at a time (the clip is never held in memory), upright.
 
-    Missing timestamps are filled from the frame rate. A decoding error, or fewer frames than the
-    container declares (a truncated file), raises VideoReadError.
+    Missing timestamps are filled from the frame rate. A decoding error raises VideoReadError (a file
+    cut short is refused by ``probe``; frames an edit list trims are not decoded, as players skip them).
     """
     av = import_av()
     step = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
@@ -144,9 +147,6 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
                 index += 1
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise VideoReadError(f"{info.path}: corrupt video data at frame {index} ({_reason(err)})") from None
-    if info.frames and index < info.frames:
-        raise VideoReadError(f"{info.path}: truncated: {index} of the {info.frames} frames it declares could be "
-                             "decoded")
 
 
 class VideoEncoder:
