@@ -110,8 +110,9 @@ def test_limits_files_bytes_pixels_and_upscaled_output(tiny_pipe, uploads):
         assert job.errors == [f"group.jpg: {megabytes}"]
         roomy = RestoreService(tiny_pipe, Limits(max_pixels=860 * 580 * 2), upload_root=uploads.root)
         job = roomy.run([photo], Options(upscale=2))  # input fits, the ×2 output does not
-        assert job.errors[0].startswith("group.jpg: 860×580 upscaled ×2 is 1,995,200 pixels, over the limit")
-        assert "choose a smaller upscale" in job.errors[0] and not job.photos and job.zip_path is None
+        assert job.errors == ["group.jpg: the output would be 1,995,200 pixels (×2), over the limit of 997,600; "
+                              "lower the upscale"]
+        assert not job.photos and job.zip_path is None
         tight = RestoreService(tiny_pipe, Limits(max_pixels=100_000), upload_root=uploads.root)
         job = tight.run([photo], Options())  # the CLI's reader refuses before decoding
         assert job.errors == ["group.jpg: 860×580 = 498,800 pixels is over the limit of 100,000; downscale it first"]

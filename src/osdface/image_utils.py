@@ -85,6 +85,21 @@ def read_photo(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> np
     return _decode(path, pil_to_photo_array, max_pixels)
 
 
+def check_upscaled(name, height: int, width: int, upscale: float, max_pixels: Optional[int] = None,
+                   option: str = "--upscale") -> tuple[int, int]:
+    """(height, width) of a ``height``×``width`` image upscaled by ``upscale``, rounded as the restorers
+    round. ImageReadError naming ``name`` when nothing is left, or when the result is over ``max_pixels``
+    (an output has the same pixel budget as an input); ``option`` is what the message asks to change."""
+    max_pixels = MAX_PHOTO_PIXELS if max_pixels is None else max_pixels  # read now: tests lower the budget
+    out_h, out_w = round(height * upscale), round(width * upscale)
+    if min(out_h, out_w) < 1:
+        raise ImageReadError(f"{name}: ×{upscale:g} leaves nothing of a {width}×{height} image; raise {option}")
+    if out_h * out_w > max_pixels:
+        raise ImageReadError(f"{name}: the output would be {out_h * out_w:,} pixels (×{upscale:g}), over the limit "
+                             f"of {max_pixels:,}; lower {option}")
+    return out_h, out_w
+
+
 def pil_to_photo_array(im: Image.Image) -> np.ndarray:
     """PIL → HWC uint8: RGBA when the image has transparency, else RGB (as ``pil_to_numpy``)."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

@@ -98,6 +98,11 @@ def restore_aligned(pipe: OSDFacePipeline, images: list[np.ndarray], *, fidelity
     return restored
 
 
+def no_face_note(upscale: float = 1.0) -> str:
+    """What a photo without a face is told (it is copied through, not failed)."""
+    return "no face found; copied through" + (f" (upscaled ×{upscale:g})" if upscale != 1 else "")
+
+
 def face_records(result: RestoreResult, upscale: float = 1.0) -> list[dict]:
     """JSON-ready per-face records: box and landmarks in input pixels, score, affine (input → crop)."""
     return [{"index": i, "box_xyxy": np.round(f.box, 2).tolist(), "landmarks5": np.round(f.landmarks5, 2).tolist(),

@@ -9,7 +9,6 @@ from typing import Annotated, List, Optional
 import typer
 
 from ..batch_files import FORMATS
-from ..errors import ImageReadError
 from ..files import write_text_atomic
 
 
@@ -79,7 +78,7 @@ def restore(
     """
     from ..batch_files import BatchReport, restore_files, shard
     from ..errors import OSDFaceError
-    from ..image_utils import MAX_PHOTO_PIXELS, list_images, read_image, read_photo
+    from ..image_utils import check_upscaled, list_images, read_image, read_photo
     from ..loading import DTYPES, find_weights, load_pipeline, resolve_device
 
     # 1. Every flag, the weights' place, the inputs and the output folder are checked before any model loads.
@@ -139,14 +138,7 @@ def restore(
 
         def read(path):  # the output (input × upscale²) has the same pixel budget as the input
             photo = read_photo(path)
-            out_h, out_w = round(photo.shape[0] * upscale), round(photo.shape[1] * upscale)
-            pixels = out_h * out_w
-            if min(out_h, out_w) < 1:
-                raise ImageReadError(f"{path}: ×{upscale:g} leaves nothing of a {photo.shape[1]}×{photo.shape[0]} "
-                                     "image; raise --upscale")
-            if pixels > MAX_PHOTO_PIXELS:
-                raise ImageReadError(f"{path}: the output would be {pixels:,} pixels (×{upscale:g}), over the limit "
-                                     f"of {MAX_PHOTO_PIXELS:,}; lower --upscale")
+            check_upscaled(path, photo.shape[0], photo.shape[1], upscale)
             return photo
 
     result = restore_files(image_inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
@@ -208,7 +200,7 @@ def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_fac
                    sidecar: bool):
     """One photo's RestoredFile: the photo, its sidecar JSON, optional faces and comparison."""
     from ..batch_files import RestoredFile
-    from ..photos import compare_image, face_records
+    from ..photos import compare_image, face_records, no_face_note
 
     image = result.image
     note = None
@@ -228,7 +220,7 @@ def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_fac
     if compare:
         extras[f"compare/{src.stem}.png"] = compare_image(before, image)
     if not result.faces:
-        note = "no face found; copied through" + (f" (upscaled ×{upscale:g})" if upscale != 1 else "")
+        note = no_face_note(upscale)
     return RestoredFile(image, extras, note)
 
 

@@ -1,8 +1,8 @@
 """Metric runners: one metric for one method, fed batch by batch by ``evaluate_folders``.
 
 A runner's ``setup`` raises ``_Unavailable`` (with the reason) when the metric cannot run, ``update``
-returns the batch's per-image values (a failing batch is retried image by image, see ``_per_item``) and
-``finish`` returns the dataset value. ``_make_runner`` picks the runner for a registry name: builtin
+returns the batch's per-image values (a failing batch is retried image by image: ``_Runner.per_item``)
+and ``finish`` returns the dataset value. ``_make_runner`` picks the runner for a registry name: builtin
 per-image metrics, Deg., LMD, FID, pyiqa per-image metrics, pyiqa FID.
 """
 
@@ -39,23 +39,24 @@ class _Runner:
     def finish(self, records: list[dict], method: MethodResult) -> dict[str, Any]:
         return tables.mean_scores(records, [self.name])[self.name]
 
-
-def _per_item(fn, count: int, problems: list[str], label: str, names: list[str]) -> list[float | None]:
-    """Call ``fn(indices)`` for the whole batch; on failure, image by image (failures → None + a problem)."""
-    try:
-        values = [float(v) for v in fn(list(range(count)))]
-    except Exception:  # noqa: BLE001 - retried image by image below, where the reason is recorded
-        values = None
-    if values is not None:
-        return values
-    out: list[float | None] = []
-    for i in range(count):
+    def per_item(self, batch: _Batch, fn) -> list[float | None]:
+        """``fn(indices)`` for the whole batch; on failure, image by image (failures → None + a line in
+        ``self.problems``)."""
+        count = len(batch.names)
         try:
-            out.append(float(fn([i])[0]))
-        except Exception as err:  # noqa: BLE001 - one image's failure is reported, not fatal
-            out.append(None)
-            problems.append(f"{label}: {names[i]}: {type(err).__name__}: {err}")
-    return out
+            values = [float(v) for v in fn(list(range(count)))]
+        except Exception:  # noqa: BLE001 - retried image by image below, where the reason is recorded
+            values = None
+        if values is not None:
+            return values
+        out: list[float | None] = []
+        for i in range(count):
+            try:
+                out.append(float(fn([i])[0]))
+            except Exception as err:  # noqa: BLE001 - one image's failure is reported, not fatal
+                out.append(None)
+                self.problems.append(f"{self.name}: {batch.names[i]}: {type(err).__name__}: {err}")
+        return out
 
 
 class _BuiltinImage(_Runner):
@@ -68,10 +69,9 @@ class _BuiltinImage(_Runner):
 
     def update(self, batch: _Batch) -> list[float | None]:
         if self.spec.mode == "FR":
-            return _per_item(lambda idx: self.fn([batch.pred[i] for i in idx], [batch.gt[i] for i in idx]),
-                             len(batch.names), self.problems, self.name, batch.names)
-        return _per_item(lambda idx: self.fn([batch.pred[i] for i in idx]), len(batch.names), self.problems,
-                         self.name, batch.names)
+            return self.per_item(batch, lambda idx: self.fn([batch.pred[i] for i in idx],
+                                                            [batch.gt[i] for i in idx]))
+        return self.per_item(batch, lambda idx: self.fn([batch.pred[i] for i in idx]))
 
 
 class _Deg(_Runner):
@@ -100,7 +100,7 @@ class _Deg(_Runner):
             pred = self._embed([batch.pred_paths[i] for i in idx], False)
             return embedding_angle(pred, self._embed([batch.gt_paths[i] for i in idx], True))
 
-        return _per_item(angles, len(batch.names), self.problems, self.name, batch.names)
+        return self.per_item(batch, angles)
 
     def finish(self, records: list[dict], method: MethodResult) -> dict[str, Any]:
         s = summarize_deg([r.get(self.name) for r in records], self.exclude_below)
@@ -133,8 +133,7 @@ class _Lmd(_Runner):
         return landmark_distance(pred, gt)
 
     def update(self, batch: _Batch) -> list[float | None]:
-        return _per_item(lambda idx: self._distances(batch, idx), len(batch.names), self.problems, self.name,
-                         batch.names)
+        return self.per_item(batch, lambda idx: self._distances(batch, idx))
 
 
 class _Fid(_Runner):
@@ -188,14 +187,18 @@ class _Fid(_Runner):
         return {"mean": fid_from_stats(pred, reference), "n": n, "n_missing": len(records) - n}
 
 
+def _require_pyiqa() -> None:
+    status = pyiqa_status()
+    if status != "available":
+        raise _Unavailable(f"pyiqa {status}")
+
+
 class _PyiqaImage(_Runner):
     """A per-image pyiqa metric, created once with ``registry.pyiqa_create_kwargs``."""
 
     def setup(self, has_gt: bool) -> None:
         super().setup(has_gt)
-        status = pyiqa_status()
-        if status != "available":
-            raise _Unavailable(f"pyiqa {status}")
+        _require_pyiqa()
         self.metric = self.res.pyiqa_metric(self.name)
         self.problems: list[str] = []
 
@@ -211,8 +214,7 @@ class _PyiqaImage(_Runner):
         return torch.as_tensor(out).detach().float().cpu().reshape(-1).tolist()
 
     def update(self, batch: _Batch) -> list[float | None]:
-        return _per_item(lambda idx: self._score(idx, batch), len(batch.names), self.problems, self.name,
-                         batch.names)
+        return self.per_item(batch, lambda idx: self._score(idx, batch))
 
 
 class _PyiqaFid(_Runner):
@@ -220,9 +222,7 @@ class _PyiqaFid(_Runner):
 
     def setup(self, has_gt: bool) -> None:
         super().setup(has_gt)
-        status = pyiqa_status()
-        if status != "available":
-            raise _Unavailable(f"pyiqa {status}")
+        _require_pyiqa()
 
     def finish(self, records: list[dict], method: MethodResult) -> dict[str, Any]:
         try:

@@ -33,8 +33,8 @@ import numpy as np
 from ..batch_files import one_line
 from ..errors import ImageReadError, OSDFaceError
 from ..files import atomic_write
-from ..image_utils import MAX_PHOTO_PIXELS, read_image, read_photo, write_image_atomic
-from ..photos import make_face_restorer, restore_aligned
+from ..image_utils import MAX_PHOTO_PIXELS, check_upscaled, read_image, read_photo, write_image_atomic
+from ..photos import make_face_restorer, no_face_note, restore_aligned
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +238,11 @@ class RestoreService:
         try:
             read = read_image if options.aligned else read_photo
             before = read(path, max_pixels=self.limits.max_pixels)
+            if not options.aligned:  # the output has the input's pixel budget
+                check_upscaled(path, before.shape[0], before.shape[1], options.upscale, self.limits.max_pixels,
+                               option="the upscale")
         except ImageReadError as err:
             raise OSDFaceError(str(err).replace(str(path), "").lstrip(": ")) from None
-        out_pixels = round(before.shape[0] * options.upscale) * round(before.shape[1] * options.upscale)
-        if not options.aligned and out_pixels > self.limits.max_pixels:
-            raise OSDFaceError(f"{before.shape[1]}×{before.shape[0]} upscaled ×{options.upscale:g} is "
-                               f"{out_pixels:,} pixels, over the limit of {self.limits.max_pixels:,}; "
-                               "choose a smaller upscale")
         # 3. Restore
         after, faces = restore(before)
         # 4. Write the full result, the comparison pair and the faces under names of our own
@@ -261,9 +259,7 @@ class RestoreService:
             write_image_atomic(face, face_path)
             caption = f"{score:.3f} · {name} #{k + 1}" if not options.aligned else f"aligned crop · {name}"
             face_results.append(FaceResult(face_path, float(score), caption))
-        note = None
-        if not faces:
-            note = "no face found; copied through" + (f" (upscaled ×{options.upscale:g})" if options.upscale != 1 else "")
+        note = None if faces else no_face_note(options.upscale)
         return PhotoResult(name, download, folder / "compare" / f"{stem}_before.png",
                            folder / "compare" / f"{stem}_after.png", (after.shape[1], after.shape[0]),
                            face_results, note)

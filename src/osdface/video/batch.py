@@ -16,8 +16,8 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from ..batch_files import BatchReport, one_line, plan_outputs, shard
-from ..errors import OSDFaceError, VideoReadError
-from ..image_utils import MAX_PHOTO_PIXELS
+from ..errors import ImageReadError, OSDFaceError
+from ..image_utils import check_upscaled
 from .clip import restore_clip, work_folder
 from .io import probe
 from .restorer import VideoFaceRestorer
@@ -48,10 +48,8 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
         try:
             # 1. Probe: a clip that cannot be read whole is refused before any frame is restored
             info = probe(src)
-            out_w, out_h = (round(s * upscale) for s in info.upright_size)
-            if min(out_w, out_h) < 1 or out_w * out_h > MAX_PHOTO_PIXELS:
-                raise VideoReadError(f"{src}: ×{upscale:g} makes {out_w}×{out_h} frames; outside 1 … "
-                                     f"{MAX_PHOTO_PIXELS:,} pixels")
+            width, height = info.upright_size
+            check_upscaled(src, height, width, upscale)  # frames have a photo's pixel budget
             if info.variable_rate:
                 short, long = info.frame_durations
                 report.notes.append(f"{src}: variable frame rate (frames last {short * 1000:.0f}–{long * 1000:.0f} "
@@ -61,7 +59,7 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
             result = restore_clip(info, dst, make_restorer, settings, codec=codec, codec_options=codec_options,
                                   upscale=upscale, segment_frames=segment_frames, progress=progress,
                                   sidecar=sidecar, log=log)
-        except VideoReadError as err:  # the input itself is bad: nothing to resume
+        except ImageReadError as err:  # the input itself is bad (VideoReadError, budget): nothing to resume
             shutil.rmtree(work_folder(dst), ignore_errors=True)
             report.failed.append(str(err))
             log(f"error: {err}")

@@ -79,7 +79,9 @@ def _reason(err: BaseException) -> str:
 
 
 def probe(path: Path) -> VideoInfo:
-    """Open ``path`` and decode its first frame; a file that cannot give one is refused in one line."""
+    """Read ``path``'s packets once (no decoding but the first frame): its size, rate, rotation, audio,
+    real frame count and frame rhythm. A file that cannot give a frame is refused in one line, and so is
+    one holding fewer frames than its index declares (cut short)."""
     av = import_av()
     path = Path(path)
     try:
@@ -88,31 +90,34 @@ def probe(path: Path) -> VideoInfo:
                 raise VideoReadError(f"{path}: holds no video stream"
                                      + (" (audio only)" if container.streams.audio else " (no frames at all)"))
             stream = container.streams.video[0]
-            first = next(iter(container.decode(stream)), None)
+            first, stamps = None, []
+            for packet in container.demux(stream):  # the last one is empty: it flushes the decoder
+                if packet.size and packet.pts is not None:
+                    stamps.append(packet.pts)
+                if first is None:
+                    first = next(iter(packet.decode()), None)
             if first is None:
                 raise VideoReadError(f"{path}: holds no video frames")
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             if not rate:
                 raise VideoReadError(f"{path}: has no frame rate")
+            declared = stream.frames or None
             info = VideoInfo(path, stream.codec_context.width, stream.codec_context.height, Fraction(rate),
-                             Fraction(stream.time_base), stream.frames or None, round((first.rotation or 0) / 90) % 4 * 90,
+                             Fraction(stream.time_base), declared, round((first.rotation or 0) / 90) % 4 * 90,
                              stream.codec_context.name, [a.codec_context.name for a in container.streams.audio])
-        # The packets (no decoding): the real frame count (mkv/webm do not declare one) and the frame rhythm
-        with av.open(str(path)) as container:
-            stamps = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.size and p.pts is not None)
-        if info.frames and len(stamps) < info.frames:  # the container's index promises more than the file holds
-            raise VideoReadError(f"{path}: truncated: {len(stamps)} of the {info.frames} frames it declares are in "
-                                 "the file")
-        if stamps:
-            info.frames = len(stamps)  # what decoding will give, less any frames an edit list trims (phone edits)
-            steps = [float((b - a) * info.time_base) for a, b in zip(stamps, stamps[1:]) if b > a]
-            if steps:
-                info.frame_durations = (min(steps), max(steps))
-        return info
     except VideoReadError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise VideoReadError(f"{path}: not a readable video ({_reason(err)})") from None
+    if declared and len(stamps) < declared:  # the container's index promises more than the file holds
+        raise VideoReadError(f"{path}: truncated: {len(stamps)} of the {declared} frames it declares are in the file")
+    if stamps:
+        info.frames = len(stamps)  # what decoding will give, less any frames an edit list trims (phone edits)
+        stamps.sort()
+        steps = [float((b - a) * info.time_base) for a, b in zip(stamps, stamps[1:]) if b > a]
+        if steps:
+            info.frame_durations = (min(steps), max(steps))
+    return info
 
 
 @dataclass
