@@ -115,16 +115,21 @@ def test_tracks_keep_identities_through_a_crossing():
     assert smoothed(track_b, 12, radius=3, max_gap=1) is None
 
 
-def test_prompt_smoother_is_an_average_per_track():
-    smoother = PromptSmoother(0.75)
+def test_prompt_smoother_is_a_windowed_average_per_track():
     import torch
 
-    a0, a1, b0 = torch.ones(2, 2, 2), torch.zeros(2, 2, 2), torch.full((2, 2, 2), 5.0)
-    assert torch.equal(smoother(0, a0), a0)
+    smoother = PromptSmoother(0.75, window=3)
+    frames = [torch.full((2, 2, 2), float(v)) for v in (1, 2, 4, 8)]
+    b0 = torch.full((2, 2, 2), 5.0)
+    assert torch.equal(smoother(0, frames[0]), frames[0])
     assert torch.equal(smoother(1, b0), b0)  # tracks do not mix
-    torch.testing.assert_close(smoother(0, a1), 0.75 * a0 + 0.25 * a1)
+    torch.testing.assert_close(smoother(0, frames[1]), (2 + 0.75 * 1) / 1.75 * torch.ones(2, 2, 2))
+    torch.testing.assert_close(smoother(0, frames[2]), (4 + 0.75 * 2 + 0.5625 * 1) / 2.3125 * torch.ones(2, 2, 2))
+    # finite memory: the oldest frame leaves the window
+    torch.testing.assert_close(smoother(0, frames[3]), (8 + 0.75 * 4 + 0.5625 * 2) / 2.3125 * torch.ones(2, 2, 2))
     smoother.keep_only([1])
-    assert torch.equal(smoother(0, a1), a1)  # a forgotten track starts afresh
+    assert torch.equal(smoother(0, frames[0]), frames[0])  # a forgotten track starts afresh
+    assert torch.equal(PromptSmoother(0.0)(0, frames[1]), frames[1])  # off
 
 
 class CropPatternPipe:
@@ -171,17 +176,21 @@ def test_stabilisers_reduce_the_flicker_of_a_jittered_track():
 
 
 def test_video_restorer_batches_across_frames_like_one_by_one(tiny_pipe):
-    """Faces of several frames go through the model together: same result as batch size 1."""
+    """Faces of several frames go through the model together: same faces as batch size 1 (to the rounding
+    of the last bit), and so the same frames (colour matching can carry a 1-level difference of a
+    face to a neighbouring level at a pixel or two: compared on the mean)."""
     plan = [[face_at(40 + t, 50, 30), face_at(100, 60 - t, 28)] for t in range(6)]
     photo = np.random.default_rng(0).integers(0, 255, (110, 150, 3), dtype=np.uint8)
     outs = []
     for batch in (1, 5):
         faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector(plan), face_size=TINY_SIZE,
                              min_face_size=1)
-        outs.append([r.rgb for r in VideoFaceRestorer(tiny_pipe, faces, batch_size=batch)(
-            Frame(i, i, photo) for i in range(6))])
+        outs.append(list(VideoFaceRestorer(tiny_pipe, faces, batch_size=batch)(Frame(i, i, photo) for i in range(6))))
     for a, b in zip(*outs):
-        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+        assert a.track_ids == b.track_ids and len(a.faces) == 2
+        for fa, fb in zip(a.faces, b.faces):
+            assert np.abs(fa.restored.astype(int) - fb.restored.astype(int)).max() <= 1
+        assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() < 0.01
 
 
 # ----------------------------------------------------------------------------- files and the CLI
@@ -319,7 +328,7 @@ def test_aligned_mode_refuses_videos_in_one_line(tmp_path, capsys, tiny_model_di
 
 def test_resume_after_a_kill(tmp_path, tiny_model_dir, scene):
     """Kill a run after its first segments; the rerun keeps them, restores the rest, and the result has
-    every frame and matches an uninterrupted run."""
+    every frame and equals an uninterrupted run."""
     lq, _ = clip_frames(scene, 40, size=(160, 112))
     src = tmp_path / "long.mp4"
     write_clip(src, lq, rate=25, audio=True)
@@ -353,7 +362,7 @@ def test_resume_after_a_kill(tmp_path, tiny_model_dir, scene):
     frames = json.loads((out / "long.mp4.json").read_text())["frames"]
     assert [f["frame"] for f in frames] == list(range(40))  # the kept segments' records too
     diffs = [np.abs(x[2].astype(int) - y[2].astype(int)).mean() for x, y in zip(a, b)]
-    assert max(diffs) < 1.0, diffs
+    assert max(diffs) == 0, diffs  # finite-memory stabilisers, block-aligned warm-up: the very same frames
     assert not partial.exists()
 
 

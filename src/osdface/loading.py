@@ -115,14 +115,19 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
     )
 
 
+def check_dtype_name(dtype: str) -> None:
+    """``auto`` or a name of ``DTYPES``; anything else is an OSDFaceError (checked before any model loads)."""
+    if dtype != "auto" and dtype not in DTYPES:
+        raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
 def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None, device: str = "auto",
                   dtype: str = "float32", model: str = "auto", notify=None) -> OSDFacePipeline:
     """The pipeline ``find_weights`` picks, on ``device`` in ``dtype``. ``notify(line)`` is told when
     the bundled mini model is used (with its terms and how to get the paper's model)."""
     from .bundled import NOTICE
 
-    if dtype != "auto" and dtype not in DTYPES:
-        raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    check_dtype_name(dtype)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, notify)
     kind, folder = find_weights(weights, model)

@@ -40,7 +40,7 @@ def restore(
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write what happened as JSON: done, skipped, failed (file: reason), notes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     landmark_smoothing: Annotated[int, typer.Option(min=0, max=30, help="Video: a face's landmarks are fitted by a line over this many frames each side (0: each frame's own detection).")] = 3,
-    prompt_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Video: weight of a face track's past VRE features in its visual prompt (0: each frame its own prompt).")] = 0.7,
+    prompt_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Video: a face track's visual prompt comes from its last 8 frames' VRE features, the one k frames old weighted M^k (0: each frame its own prompt).")] = 0.7,
     temporal_blend: Annotated[float, typer.Option(min=0.0, max=0.95, help="Video: blend each restored face with its track's previous one where they differ by less than 24 levels (weight up to B; 0: off, default). Settles texture flicker; a real change comes through at once.")] = 0.0,
     video_codec: Annotated[Optional[str], typer.Option(help="Video: FFmpeg encoder. Default by container: libx264 (CRF 17) for mp4/mov/mkv, libvpx-vp9 for webm, gif for gif.")] = None,
     video_option: Annotated[Optional[List[str]], typer.Option("--video-option", help="Video: encoder option KEY=VALUE, repeatable (e.g. crf=20, preset=slow).")] = None,
@@ -79,15 +79,14 @@ def restore(
     from ..batch_files import BatchReport, restore_files, shard
     from ..errors import OSDFaceError
     from ..image_utils import check_upscaled, list_images, read_image, read_photo
-    from ..loading import DTYPES, find_weights, load_pipeline, resolve_device
+    from ..loading import check_dtype_name, find_weights, load_pipeline, resolve_device
 
     # 1. Every flag, the weights' place, the inputs and the output folder are checked before any model loads.
     if posterior not in ("mode", "sample"):
         raise OSDFaceError(f"--posterior must be 'mode' or 'sample', got {posterior!r}")
     if fmt not in (*FORMATS, "same"):
         raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
-    if dtype != "auto" and dtype not in DTYPES:
-        raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    check_dtype_name(dtype)
     resolve_device(device)
     shard()
     if not aligned:

@@ -33,7 +33,7 @@ def ui(
     link unless --share.
     """
     from ..errors import OSDFaceError
-    from ..loading import DTYPES, find_weights, load_pipeline, resolve_device
+    from ..loading import check_dtype_name, find_weights, load_pipeline, resolve_device
 
     # 1. A private folder for gradio's uploads and cache (it reads GRADIO_TEMP_DIR on import), removed at the end
     uploads = Path(tempfile.mkdtemp(prefix="osdface-ui-uploads-"))
@@ -45,8 +45,7 @@ def ui(
             from ..ui import page
         except ImportError as err:
             raise OSDFaceError(f"osdface ui needs the ui extra ({err}): pip install 'osdface[ui]'") from None
-        if dtype != "auto" and dtype not in DTYPES:
-            raise OSDFaceError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+        check_dtype_name(dtype)
         resolve_device(device)
         kind, _ = find_weights(str(weights) if weights else None, model)
         if not _is_loopback(host):

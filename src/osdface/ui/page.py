@@ -23,12 +23,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr
 
 from ..errors import OSDFaceError
+from ..image_utils import IMAGE_EXTENSIONS
 from .jobs import Limits, Options, RestoreService, Upload
 
 log = logging.getLogger(__name__)
 
 MODES = {"Photos: find every face": False, "Aligned face crops (one face each, no detection)": True}
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 # System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = ("#status {min-height: 2em} footer {display: none !important} "
@@ -94,7 +94,7 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
         with gr.Row():
             # 1. Inputs and the options of `osdface restore`
             with gr.Column(scale=2):
-                files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=IMAGE_TYPES,
+                files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=list(IMAGE_EXTENSIONS),
                                 elem_id="photos")
                 mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
                 with gr.Accordion("Options", open=True):

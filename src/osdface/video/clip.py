@@ -4,8 +4,8 @@ The restored frames are encoded in segments of ``segment_frames`` frames, each w
 it counts, into a hidden work folder next to the output (``.NAME.osdface-partial/``, with a
 ``state.json`` naming the input file, its size and time, and the settings). A rerun with the same
 input and settings keeps the finished segments and starts at the first missing frame; the stabilisers
-are warmed up on the frames just before it (restored again, not written), so the seam is as steady as
-the rest. When the last segment is done, the segments and the input's audio are joined into a
+are warmed up on the frames just before it (restored again, not written,
+``VideoFaceRestorer.warmup_start``), so the resumed frames come out as in an uninterrupted run. When the last segment is done, the segments and the input's audio are joined into a
 temporary file that is renamed to the output: an output file is always complete. GIFs are encoded in
 one piece (no resume). With ``sidecar``, ``NAME.json`` (e.g. ``clip.mp4.json``) lists every frame's
 faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels.
@@ -30,7 +30,6 @@ from ..files import write_text_atomic
 from .io import VideoEncoder, VideoInfo, read_frames, remux
 from .restorer import VideoFaceRestorer
 
-WARMUP_FRAMES = 12  # restored before a resumed segment (landmark look-back + prompt average settle)
 
 
 @dataclass
@@ -106,7 +105,7 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
 
     save_state()
     restorer = make_restorer()
-    warm_from = max(0, resume_at - WARMUP_FRAMES)
+    warm_from = restorer.warmup_start(resume_at)
     frames = (f for f in read_frames(info) if f.index >= warm_from)
     interactive = progress and sys.stderr.isatty()
     bar = tqdm(total=info.frames, initial=resume_at, desc=info.path.name, unit="frame", disable=not interactive)

@@ -8,9 +8,11 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
 2. **Prompt smoothing** (``prompt_momentum``): OSDFace's visual prompt is the set of distinct nearest
    codebook entries of the VRE's 16 × 16 feature map; when two codes are nearly equidistant, per-frame
    noise swaps them and the prompt changes from one frame to the next. The features (not the codes) are
-   averaged along the track, ``f̃_t = m·f̃_{t−1} + (1 − m)·f_t``, before the nearest codes are chosen:
-   aligned crops of one face give features that correspond position by position, and noise that
-   swaps codes averages out.
+   averaged along the track over its last ``PROMPT_WINDOW`` frames, ``f̃_t = Σ_k m^k·f_{t−k} / Σ_k m^k``,
+   before the nearest codes are chosen: aligned crops of one face give features that correspond
+   position by position, and noise that swaps codes averages out. The memory is finite on purpose: a
+   clip resumed after an interruption, warmed up on the frames before (``warmup_frames``), gets the
+   very prompts an uninterrupted run gets (an exponential average's endless memory would not).
 3. **Tracks bridge misses**: a face the detector loses for a frame or two between sightings is still
    restored at its interpolated position rather than popping out and back.
 4. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
@@ -20,7 +22,8 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    differs by more than 24 levels and comes through at once.
 
 Frames go through ``VideoFaceRestorer`` as an iterator; it keeps ``landmark_radius`` frames of
-look-ahead plus one batch of faces (``batch_size``, drawn from several frames) in memory.
+look-ahead plus one block of ``batch_size`` frames in memory, whose faces go through the model together
+(in batches of ``batch_size`` faces).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
 from .io import Frame
 from .tracking import FaceTracker, smoothed
+
+
+PROMPT_WINDOW = 8  # frames of VRE features averaged per track (0.7^8 ≈ 6 %: little is cut off)
 
 
 @dataclass
@@ -64,31 +70,39 @@ class Stabilisers:
         return cls(0, 0.0, 0, 0.0)
 
 
-class PromptSmoother:
-    """Per-track exponential moving average of VRE features (C, h, w); tracks are forgotten when gone."""
+class _PerTrack:
+    """State kept per face track; a track's is dropped when the tracker has forgotten it."""
 
-    def __init__(self, momentum: float):
-        self.momentum = momentum
-        self.state: dict[int, torch.Tensor] = {}
-
-    def __call__(self, track_id: int, features: torch.Tensor) -> torch.Tensor:
-        previous = self.state.get(track_id)
-        out = features if previous is None or self.momentum == 0 else \
-            self.momentum * previous + (1 - self.momentum) * features
-        self.state[track_id] = out
-        return out
+    def __init__(self):
+        self.state: dict[int, object] = {}
 
     def keep_only(self, track_ids: Iterable[int]) -> None:
         keep = set(track_ids)
         self.state = {k: v for k, v in self.state.items() if k in keep}
 
 
-class OutputBlender:
+class PromptSmoother(_PerTrack):
+    """Per-track average of the last ``window`` VRE features (C, h, w), the one k frames old weighted m^k."""
+
+    def __init__(self, momentum: float, window: int = PROMPT_WINDOW):
+        super().__init__()
+        self.momentum, self.window = momentum, window
+
+    def __call__(self, track_id: int, features: torch.Tensor) -> torch.Tensor:
+        if self.momentum == 0:
+            return features
+        history = self.state.setdefault(track_id, deque(maxlen=self.window))
+        history.appendleft(features)  # newest first
+        weights = [self.momentum ** k for k in range(len(history))]
+        return sum(w * f for w, f in zip(weights, history)) / sum(weights)
+
+
+class OutputBlender(_PerTrack):
     """Per-track blending of restored aligned faces (HWC uint8), gated by their difference (see module)."""
 
     def __init__(self, weight: float, gate: float = 24.0):
+        super().__init__()
         self.weight, self.gate = weight, gate
-        self.state: dict[int, np.ndarray] = {}
 
     def __call__(self, track_id: int, face: np.ndarray) -> np.ndarray:
         if self.weight == 0:
@@ -101,10 +115,6 @@ class OutputBlender:
             current = w * previous + (1 - w) * current
         self.state[track_id] = current
         return np.clip(np.rint(current), 0, 255).astype(np.uint8)
-
-    def keep_only(self, track_ids: Iterable[int]) -> None:
-        keep = set(track_ids)
-        self.state = {k: v for k, v in self.state.items() if k in keep}
 
 
 @dataclass
@@ -145,6 +155,14 @@ class VideoFaceRestorer:
         self.prompts = PromptSmoother(self.stab.prompt_momentum)
         self.blender = OutputBlender(self.stab.output_blend)
 
+    def warmup_start(self, frame: int) -> int:
+        """Where to start so that ``frame`` and the ones after come out as in an uninterrupted run: before
+        it by the prompt window and the landmark look-back, and on a block boundary (blocks of
+        ``batch_size`` frames go through the model together, and a batch's numbers depend a little on
+        its make-up). The output blend, when on, is an endless average: only nearly the same."""
+        start = max(0, frame - PROMPT_WINDOW - max(self.stab.landmark_radius, self.stab.bridge_gap))
+        return start - start % self.batch_size
+
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
         lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap)
         pending: deque[Frame] = deque()
@@ -154,10 +172,12 @@ class VideoFaceRestorer:
             detections = self.faces.select(self.faces.detector.detect(frame.rgb), frame.rgb.shape)
             self.tracker.update(frame.index, detections)
             pending.append(frame)
-            # 2. Frames with enough look-ahead get their smoothed faces aligned and cropped
+            # 2. Frames with enough look-ahead get their smoothed faces aligned and cropped; the faces of a
+            #    block of ``batch_size`` frames (by frame number: the same blocks whatever the first frame)
+            #    go through the model together
             while pending and pending[0].index <= frame.index - lookahead:
                 ready.append(self._prepare(pending.popleft()))
-                if sum(len(r.track_ids) for r in ready) >= self.batch_size or len(ready) >= 4 * self.batch_size:
+                if (ready[-1].frame.index + 1) % self.batch_size == 0:
                     yield from self._restore(ready)
                     ready = []
         while pending:
