@@ -153,6 +153,30 @@ def test_sharding_under_torchrun_two_processes(tmp_path, tiny_model_dir):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"face{i}.png" for i in range(5)]
 
 
+def test_output_folder_check_is_safe_when_processes_check_at_once(tmp_path):
+    """The processes of a torchrun launch probe one output folder together: none may see the other's probe
+    vanish (it used to fail one rank now and then with "cannot write there")."""
+    import threading
+
+    from osdface.cli.restore import check_output_folder
+
+    errors = []
+
+    def probe_often():
+        for _ in range(200):
+            try:
+                check_output_folder(tmp_path / "out", [])
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+
+    threads = [threading.Thread(target=probe_often) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and list((tmp_path / "out").iterdir()) == []
+
+
 def test_degrade_writes_lq_set_with_manifest(tmp_path, capsys):
     import json
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -189,7 +190,8 @@ def check_output_folder(output: Path, inputs) -> None:
                            "Choose another folder")
     try:
         output.mkdir(parents=True, exist_ok=True)
-        probe = atomic_write(output / ".osdface-write-check", lambda f: f.write(b"ok"))
+        # a name of its own: the processes of a torchrun launch check the same folder at once
+        probe = atomic_write(output / f".osdface-write-check-{uuid.uuid4().hex[:12]}", lambda f: f.write(b"ok"))
         probe.unlink()
     except OSError as err:
         raise OSDFaceError(f"--output {output}: cannot write there ({err.strerror or err})") from None
