@@ -14,6 +14,7 @@ from osdface.metrics import runners
 from osdface.metrics.evaluate import evaluate_folders
 from osdface.metrics.fid import save_fid_stats, stats_from_features
 from osdface.models.arcface import ResNetArcFace
+from osdface.models.dlib_identity import identity_available
 from osdface.models.fan import FAN
 from osdface.models.inception import FIDInceptionV3
 
@@ -86,7 +87,8 @@ def test_unpaired_unreadable_and_unavailable_are_reported(tmp_path):
     assert any("extra.png: no ground truth" in p for p in r.problems)
     assert any("b.png" in p and "skipped" in p for p in r.problems)
     reasons = r.unavailable
-    assert set(reasons) == {"lpips", "dists", "musiq", "deg", "lmd", "fid_ffhq", "fid_hq"}
+    no_dlib = set() if identity_available() else {"id_dlib"}  # ID (dlib) runs wherever the identity extra is
+    assert set(reasons) == {"lpips", "dists", "musiq", "deg", "lmd", "fid_ffhq", "fid_hq"} | no_dlib
     assert reasons["lpips"].startswith("pyiqa unavailable: ")
     assert "resnet18_110.pth" in reasons["deg"] and str(tmp_path / "home" / "metrics") in reasons["deg"]
     assert "alignment_WFLW_4HG.pth" in reasons["lmd"]
@@ -188,10 +190,11 @@ def test_write_outputs_in_paper_column_order(tmp_path):
     paths = result.write(tmp_path / "out")
     md = paths["markdown"].read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    assert header.replace(" ", "") == "|Method|LPIPS↓|DISTS↓|MUSIQ↑|NIQE↓|Deg.↓|LMD↓|FID(FFHQ)↓|FID(HQ)↓|"
+    # the paper's columns, with our ID (dlib) after Deg. (a default metric with a ground truth)
+    assert header.replace(" ", "") == "|Method|LPIPS↓|DISTS↓|MUSIQ↑|NIQE↓|Deg.↓|ID(dlib)↓|LMD↓|FID(FFHQ)↓|FID(HQ)↓|"
     assert "| PSNR↑ | SSIM↑ |" in md and "pyiqa unavailable" in md and "resnet18_110.pth" in md
     csv_header = paths["csv"].read_text().splitlines()[0]
-    assert csv_header == "method,name,pred,gt,psnr,ssim,lpips,dists,musiq,niqe,deg,lmd"
+    assert csv_header == "method,name,pred,gt,psnr,ssim,lpips,dists,musiq,niqe,deg,id_dlib,lmd"
     assert result.table_kind() == 1
     table2 = result.render_markdown(table=2)
     assert "Table 2" in table2 and "Test set CLIPIQA↑" in table2

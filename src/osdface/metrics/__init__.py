@@ -13,13 +13,13 @@ Modules, one concept each:
     niqe            compute_niqe (pyiqa-calibrated), load_niqe_params
     pairing         pair_by_stem → PairingResult
     table           per-image CSV, means JSON, Markdown tables in the paper's layouts
-    identity        Deg. (ArcFace embedding angle, VQFR's preprocessing)
+    identity        Deg. (ArcFace embedding angle, VQFR's preprocessing); ID (dlib) (descriptor distance)
     landmarks       LMD (98-point AWing FAN landmark distance)
     fid             FID (Inception features, reference statistics, Fréchet distance)
     evaluate        evaluate_folders → Evaluation: pairs, decodes and runs the metrics in batches
     results         MethodResult, Evaluation (CSV / JSON / Markdown)
     resources       models, FID reference and caches shared by one evaluate_folders call
-    runners         one runner per kind of metric (builtin, Deg., LMD, FID, pyiqa)
+    runners         one runner per kind of metric (builtin, Deg., ID (dlib), LMD, FID, pyiqa)
     speed           benchmark_pipeline → SpeedResult (paper Table 3's columns)
 """
 
@@ -33,6 +33,7 @@ _LAZY = {
     "pair_by_stem": "osdface.metrics.pairing",
     "PairingResult": "osdface.metrics.pairing",
     "compute_deg": "osdface.metrics.identity",
+    "compute_dlib_distance": "osdface.metrics.identity",
     "compute_lmd": "osdface.metrics.landmarks",
     "compute_fid": "osdface.metrics.fid",
     "frechet_distance": "osdface.metrics.fid",
@@ -49,6 +50,7 @@ __all__ = [
     "PairingResult",
     "benchmark_pipeline",
     "compute_deg",
+    "compute_dlib_distance",
     "compute_fid",
     "compute_lmd",
     "compute_niqe",

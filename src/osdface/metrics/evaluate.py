@@ -16,16 +16,16 @@ How it runs, per method (one pass over the images, one progress bar):
 3. Dataset values: mean over images (NaN/missing left out and counted), Deg. as VQFR (pairs < 1° left out
    and counted, ``deg_exclude_below``), FID from the accumulated features.
 
-Backends: builtin metrics (``registry`` ``backend="builtin"``: PSNR, SSIM, NIQE, Deg., LMD, FID) and, when
-``import pyiqa`` works, pyiqa metrics created with ``registry.pyiqa_create_kwargs`` (SPEC §7.2). A metric
-that cannot run is never an error: it is listed in ``MethodResult.unavailable`` with the reason (no ground
-truth, pyiqa not importable, weight file missing — naming the file and where to put it —, no FID
-reference, too few images, …).
+Backends: builtin metrics (``registry`` ``backend="builtin"``: PSNR, SSIM, NIQE, Deg., ID (dlib), LMD, FID)
+and, when ``import pyiqa`` works, pyiqa metrics created with ``registry.pyiqa_create_kwargs`` (SPEC §7.2). A
+metric that cannot run is never an error: it is listed in ``MethodResult.unavailable`` with the reason (no
+ground truth, pyiqa not importable, weight file missing — naming the file and where to put it —, the
+identity extra not installed, no FID reference, too few images, …).
 
-Models (ArcFace, FAN, Inception) are loaded once per call from ``weights_dir`` (default
+Models (ArcFace, FAN, Inception, dlib's identity) are loaded once per call from ``weights_dir`` (default
 ``$OSDFACE_HOME/metrics``) or passed in ``models`` (tests pass tiny random networks). Ground-truth
-embeddings, landmarks and Inception features are cached per file, so several methods against one ground
-truth compute them once.
+embeddings, landmarks, Inception features and dlib descriptors are cached per file, so several methods
+against one ground truth compute them once.
 
 Modules: ``results`` (``MethodResult``, ``Evaluation``, the written files), ``resources`` (models, FID
 reference and caches shared by one call), ``runners`` (one class per kind of metric); this one pairs,
@@ -51,8 +51,9 @@ from .runners import _make_runner, _Runner
 
 PathLike = str | Path
 
-# What runs by default ("auto"): the paper's columns plus PSNR/SSIM for synthetic sets.
-DEFAULT_WITH_GT = ("psnr", "ssim", "lpips", "dists", "musiq", "niqe", "deg", "lmd", "fid_ffhq", "fid_hq")
+# What runs by default ("auto"): the paper's columns plus PSNR/SSIM and ID (dlib) for synthetic sets.
+DEFAULT_WITH_GT = ("psnr", "ssim", "lpips", "dists", "musiq", "niqe", "deg", "id_dlib", "lmd", "fid_ffhq",
+                   "fid_hq")
 DEFAULT_WITHOUT_GT = ("clipiqa", "maniqa", "musiq", "niqe", "fid_ffhq")
 
 

@@ -19,6 +19,10 @@ Inputs: image files (exact VQFR preprocessing), or in-memory uint8 HWC RGB array
 with ``cv2.cvtColor(RGB2GRAY)`` (0.299 R + 0.587 G + 0.114 B, rounded; differs from the file decoders' gray
 by up to 1 level for PNG). Pairs are compared one to one (batched; BatchNorm in eval mode makes the
 embedding of an image independent of its batch).
+
+Not in the paper, and needing no ArcFace weights: ``compute_dlib_distance`` ("ID (dlib)"), the Euclidean
+distance of dlib's 128-d face descriptors of the restored face and its ground truth, both on the landmarks
+fitted on the ground truth (``osdface.models.dlib_identity``; the ``identity`` extra).
 """
 
 from __future__ import annotations
@@ -120,6 +124,21 @@ def compute_deg(pred: Sequence, gt: Sequence, model=None, batch_size: int = 16, 
     if not len(pred):
         return np.zeros(0)
     return embedding_angle(embed_images(model, list(pred), batch_size), embed_images(model, list(gt), batch_size))
+
+
+def compute_dlib_distance(pred: Sequence, gt: Sequence, model=None) -> np.ndarray:
+    """ID (dlib) per pair, (N,) float64 (lower is better; 0 for identical images).
+
+    Inputs: FFHQ-aligned uint8 HWC RGB crops, any size (each restored crop is resized to its ground
+    truth's). ``model``: a loaded ``DlibIdentity``; by default one is loaded here.
+    """
+    if len(pred) != len(gt):
+        raise ValueError(f"pred has {len(pred)} images but gt has {len(gt)}")
+    if model is None:
+        from ..models.dlib_identity import DlibIdentity
+
+        model = DlibIdentity()
+    return model.distances(list(gt), list(pred))
 
 
 @dataclass(frozen=True)

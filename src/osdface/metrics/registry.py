@@ -5,7 +5,8 @@ Every metric of the OSDFace evaluation (SPEC §7.2, paper Tables 1–2) has one 
 it expects, whether higher is better, and who computes it (``backend``):
 
 - ``"builtin"``: our own code in ``osdface.metrics`` (``function`` names it; ``None`` = planned, not
-  implemented yet). Deg., LMD and FID are builtin and need local weight files (``weights``); the
+  implemented yet). Deg., LMD and FID are builtin and need local weight files (``weights``); ID (dlib)
+  needs the optional ``identity`` extra (dlib and its models, ``osdface.models.dlib_identity``); the
   dataset-level FID specs are computed by ``osdface.metrics.evaluate`` from accumulated features;
 - ``"pyiqa"``: ``pyiqa.create_metric(pyiqa_name, **pyiqa_options)``, called with ``pyiqa_call_options``
   (FID's reference statistics). pyiqa imports torchvision, so it is an optional extra.
@@ -309,6 +310,22 @@ _SPECS = [
         "are excluded from the mean (VQFR), and counted.",
     ),
     MetricSpec(
+        name="id_dlib",
+        label="ID (dlib)",
+        mode="FR",
+        level="image",
+        higher_is_better=False,
+        input_range="uint8 HWC RGB FFHQ-aligned crops, any size (the restored one resized to the ground truth's)",
+        color_space="RGB",
+        backend="builtin",
+        function="osdface.metrics.identity:compute_dlib_distance",
+        weights="dlib's shape_predictor_5_face_landmarks.dat + dlib_face_recognition_resnet_model_v1.dat "
+        "(pip install 'osdface[identity]')",
+        notes="Not in the paper: Euclidean distance of dlib's 128-d face descriptors, restored vs ground "
+        "truth, both on the 5 landmarks fitted on the ground truth (osdface.models.dlib_identity). "
+        "Lower is better; the same person is usually < 0.6.",
+    ),
+    MetricSpec(
         name="lmd",
         label="LMD",
         mode="FR",
@@ -371,7 +388,8 @@ def metric_status(name: str) -> str:
     """``"available"`` or ``"unavailable: <reason>"`` for one metric (a planned metric says so).
 
     pyiqa metrics still need their weights: pyiqa downloads them on first use, so offline they must
-    already be in its cache. The builtin Deg., LMD and FID need local weight files (``spec.weights``);
+    already be in its cache. ID (dlib) needs the ``identity`` extra. The builtin Deg., LMD and FID need
+    local weight files (``spec.weights``);
     ``osdface.metrics.evaluate`` reports a missing one as the reason the metric is unavailable.
     """
     spec = get_spec(name)
@@ -379,6 +397,11 @@ def metric_status(name: str) -> str:
         return pyiqa_status()
     if spec.function is None:
         return f"unavailable: {spec.label} is not implemented yet (needs {spec.weights})"
+    if name == "id_dlib":
+        from ..models.dlib_identity import IDENTITY_MISSING, identity_available
+
+        if not identity_available():
+            return f"unavailable: {IDENTITY_MISSING}"
     return AVAILABLE
 
 

@@ -1,8 +1,8 @@
 """What the metric runners of one ``evaluate_folders`` call share: models, FID reference, caches.
 
-``_Resources`` loads the ArcFace / FAN / Inception models (``weights_dir``, or preloaded ``models``) and
+``_Resources`` loads the ArcFace / FAN / Inception / dlib identity models (``weights_dir``, or preloaded ``models``) and
 the pyiqa metrics once, finds or computes the FFHQ reference statistics for FID, and caches ground-truth
-embeddings, landmarks and Inception features per file. ``_Batch`` is one batch of decoded images;
+embeddings, landmarks, Inception features and dlib descriptors per file. ``_Batch`` is one batch of decoded images;
 ``_Unavailable`` is raised when a metric cannot run, its message being the reason.
 """
 
@@ -51,7 +51,8 @@ class _Resources:
         self.reference_problems: list[str] = []
 
     def model(self, kind: str):
-        """The loaded "arcface" / "fan" / "inception" model; raises _Unavailable with the load error."""
+        """The loaded "arcface" / "fan" / "inception" / "dlib_identity" model; raises _Unavailable with the
+        load error (for dlib: the identity extra is not installed)."""
         if kind in self._models:
             return self._models[kind]
         if kind in self._failed:
@@ -69,6 +70,10 @@ class _Resources:
                 from ..models.inception import default_inception_path, load_fid_inception
 
                 model = load_fid_inception(default_inception_path(self.weights_dir), self.device)
+            elif kind == "dlib_identity":
+                from ..models.dlib_identity import DlibIdentity
+
+                model = DlibIdentity()
             else:
                 raise ValueError(f"unknown model kind {kind!r}")
         except OSDFaceError as err:

@@ -67,12 +67,15 @@ class Evaluation:
         return int(table)
 
     def render_markdown(self, table: str | int = "auto") -> str:
-        """Paper Table 1 or 2 (one row per method), then a table of the other requested metrics, then notes."""
+        """Paper Table 1 or 2 (one row per method; Table 1 with "ID (dlib)" after Deg. when requested), then
+        a table of the other requested metrics, then notes."""
         kind = self.table_kind(table)
         values = {m: {k: r.value(k) for k in METRICS} for m, r in self.methods.items()}
         if kind == 1:
-            parts = [tables.render_table1(values, title="Table 1 layout (synthetic set with ground truth)")]
-            shown = {c.key for c in tables.TABLE1_COLUMNS}
+            identity = "id_dlib" in self.metrics
+            parts = [tables.render_table1(values, title="Table 1 layout (synthetic set with ground truth)",
+                                          identity=identity)]
+            shown = {c.key for c in (tables.TABLE1_WITH_ID_COLUMNS if identity else tables.TABLE1_COLUMNS)}
         else:
             key, label = _dataset_group(self.dataset)
             columns = [tables.metric_column(k, d, lab, group=key, group_label=label)

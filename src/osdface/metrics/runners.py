@@ -3,7 +3,7 @@
 A runner's ``setup`` raises ``_Unavailable`` (with the reason) when the metric cannot run, ``update``
 returns the batch's per-image values (a failing batch is retried image by image: ``_Runner.per_item``)
 and ``finish`` returns the dataset value. ``_make_runner`` picks the runner for a registry name: builtin
-per-image metrics, Deg., LMD, FID, pyiqa per-image metrics, pyiqa FID.
+per-image metrics, Deg., ID (dlib), LMD, FID, pyiqa per-image metrics, pyiqa FID.
 """
 
 from __future__ import annotations
@@ -136,6 +136,27 @@ class _Lmd(_Runner):
         return self.per_item(batch, lambda idx: self._distances(batch, idx))
 
 
+class _DlibId(_Runner):
+    """ID (dlib): descriptor distance, landmarks fitted on the ground truth; its descriptors cached per file."""
+
+    def setup(self, has_gt: bool) -> None:
+        super().setup(has_gt)
+        self.model = self.res.model("dlib_identity")
+        self.problems: list[str] = []
+
+    def _distances(self, batch: _Batch, idx: list[int]) -> np.ndarray:
+        todo = [i for i in idx if ("id_dlib", str(batch.gt_paths[i])) not in self.res.gt_cache]
+        if todo:
+            for i, d in zip(todo, self.model.descriptors([batch.gt[i] for i in todo])):
+                self.res.gt_cache["id_dlib", str(batch.gt_paths[i])] = d
+        gt = np.stack([self.res.gt_cache["id_dlib", str(batch.gt_paths[i])] for i in idx])
+        pred = self.model.descriptors([batch.pred[i] for i in idx], reference=[batch.gt[i] for i in idx])
+        return np.linalg.norm(pred - gt, axis=1)
+
+    def update(self, batch: _Batch) -> list[float | None]:
+        return self.per_item(batch, lambda idx: self._distances(batch, idx))
+
+
 class _Fid(_Runner):
     """FID(FFHQ) against reference statistics, FID(HQ) against the paired ground truths (builtin)."""
 
@@ -244,6 +265,8 @@ def _make_runner(name: str, res: _Resources, deg_exclude_below: float | None) ->
         return _Deg(name, res, deg_exclude_below)
     if name == "lmd":
         return _Lmd(name, res)
+    if name == "id_dlib":
+        return _DlibId(name, res)
     if name in ("fid_ffhq", "fid_hq"):
         return _Fid(name, res)
     if spec.function is None:

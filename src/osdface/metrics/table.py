@@ -3,7 +3,7 @@
 - ``write_per_image_csv``: one row per image, one column per metric (full float precision).
 - ``write_means_json``: the mean of each metric over a dataset, with counts and run metadata.
 - ``render_table1`` / ``render_table2`` / ``render_table3`` (+ ``write_markdown``): one row per method,
-  columns in the paper's order (Table 1: CelebA-Test; Table 2: Wider/LFW/WebPhoto; Table 3: speed and
+  columns in the paper's order (Table 1: CelebA-Test, optionally with our "ID (dlib)" after Deg.; Table 2: Wider/LFW/WebPhoto; Table 3: speed and
   size). A missing value is shown as "–" with a footnote giving the reason.
 
 Values in ``results`` may be a number, ``None``/NaN (missing: reason from ``reasons`` or "not computed"),
@@ -75,6 +75,8 @@ TABLE1_COLUMNS = [
     metric_column("fid_ffhq"),
     metric_column("fid_hq"),
 ]
+# Not in the paper: dlib's identity distance, shown right after Deg. when it was requested (`osdface evaluate`).
+TABLE1_WITH_ID_COLUMNS = [*TABLE1_COLUMNS[:5], metric_column("id_dlib"), *TABLE1_COLUMNS[5:]]
 # Table 2: real-world sets; "FID" is FID against FFHQ. Datasets in the paper's order.
 TABLE2_DATASETS = [("wider", "Wider-Test"), ("lfw", "LFW-Test"), ("webphoto", "WebPhoto-Test")]
 TABLE2_METRICS = [
@@ -262,13 +264,15 @@ def render_markdown(
 
 
 def render_table1(
-    results: Mapping[str, Mapping[str, Any]], reasons=None, title: str = "Table 1. CelebA-Test (synthetic)"
+    results: Mapping[str, Mapping[str, Any]], reasons=None, title: str = "Table 1. CelebA-Test (synthetic)",
+    identity: bool = False,
 ) -> str:
     """Paper Table 1: LPIPS↓ DISTS↓ MUSIQ↑ NIQE↓ Deg.↓ LMD↓ FID(FFHQ)↓ FID(HQ)↓.
 
     ``results[method][metric]`` with the registry keys lpips, dists, musiq, niqe, deg, lmd, fid_ffhq, fid_hq.
+    ``identity``: add our "ID (dlib)↓" column (key id_dlib) after Deg.
     """
-    return render_markdown(TABLE1_COLUMNS, results, reasons, title)
+    return render_markdown(TABLE1_WITH_ID_COLUMNS if identity else TABLE1_COLUMNS, results, reasons, title)
 
 
 def render_table2(
