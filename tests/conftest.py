@@ -14,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # `osdface restore` defaults to --dtype auto (bf16 on AMX CPUs, fp32 on AVX2 ones): the CLI tests compare
 # against float32 pipelines, so they pin float32 unless a test says otherwise (test_dtype_auto_is_the_default).
 os.environ["OSDFACE_DTYPE"] = "float32"
+# The "never worse" guards keep faces that random tiny models would spoil (rightly): tests of the restore
+# mechanics run with them off; tests/test_no_harm.py turns them on (and checks they are on by default).
+os.environ["OSDFACE_DETAIL_GUARD"] = "off"
+os.environ["OSDFACE_IDENTITY_GUARD"] = "off"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # A VRE with the release's block design at toy size: 3 levels (32→16→8), attention at 8×8,

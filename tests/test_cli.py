@@ -85,7 +85,7 @@ def test_bad_files_get_one_line_each_and_the_rest_goes_on(tmp_path, capsys, tiny
     assert len(errors) == 4
     assert any("truncated.png" in e for e in errors) and any("empty.jpg: empty file" in e for e in errors)
     assert any("notes.png: not an image" in e for e in errors) and any("missing.png: no such" in e for e in errors)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face0.png", "face1.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face0.json", "face0.png", "face1.json", "face1.png"]
     assert "restored 2, skipped 0 (already present), failed 4" in err
 
 
@@ -150,7 +150,7 @@ def test_sharding_under_torchrun_two_processes(tmp_path, tiny_model_dir):
     counts = sorted(int(line.split("restored ")[1].split(",")[0]) for line in proc.stderr.splitlines()
                     if "restored " in line)
     assert counts == [2, 3]  # every file once, none twice
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"face{i}.png" for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"face{i}.png" for i in range(5)]
 
 
 def test_output_folder_check_is_safe_when_processes_check_at_once(tmp_path):

@@ -36,6 +36,7 @@ class RestoredFile:
     image: np.ndarray
     extras: dict[str, Union[np.ndarray, dict]] = field(default_factory=dict)
     note: Optional[str] = None
+    faces: list[dict] = field(default_factory=list)  # per-face verdicts (``FaceVerdict.to_json``), for the report
 
 
 @dataclass
@@ -44,16 +45,22 @@ class BatchReport:
     skipped: list[Path] = field(default_factory=list)  # outputs already present
     failed: list[str] = field(default_factory=list)  # one line each: "<file>: <reason>"
     notes: list[str] = field(default_factory=list)  # one line each: "<file>: <remark>", not failures
+    faces: list[dict] = field(default_factory=list)  # one per restored face: {"file", "index", verdict fields}
 
     def summary(self) -> str:
-        """One line of counts, then the failed files, one per line."""
+        """One line of counts, the faces' line (what the no-harm rule did), then the failed files."""
+        from .face.no_harm import summarize
+
         text = f"restored {len(self.done)}, skipped {len(self.skipped)} (already present), failed {len(self.failed)}"
         text += f", {len(self.notes)} notes" if self.notes else ""
-        return "\n".join([text, *(["failed:"] + [f"  {line}" for line in self.failed] if self.failed else [])])
+        lines = [text]
+        if self.faces:
+            lines.append("faces: " + summarize([(f["action"], f.get("reason", "")) for f in self.faces]))
+        return "\n".join([*lines, *(["failed:"] + [f"  {line}" for line in self.failed] if self.failed else [])])
 
     def to_json(self) -> dict:
         return {"done": [str(p) for p in self.done], "skipped": [str(p) for p in self.skipped],
-                "failed": self.failed, "notes": self.notes}
+                "failed": self.failed, "notes": self.notes, "faces": self.faces}
 
 
 def shard() -> tuple[int, int]:
@@ -160,6 +167,7 @@ def restore_files(
                         write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
                 write_image_atomic(result.image, dst)  # last: its presence means "done"
                 report.done.append(dst)
+                report.faces.extend({"file": str(src), **face} for face in result.faces)
                 if result.note:
                     report.notes.append(f"{src}: {result.note}")
                     log(f"note: {report.notes[-1]}")

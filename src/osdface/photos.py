@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import OSDFaceError
 from .face import FaceRestorer, RestoreResult, create_detector
+from .face.no_harm import FaceVerdict, NoHarm, band_change, detail, mix
 from .face.restorer import is_grayscale
 from .image_utils import pil_to_photo_array
 from .pipeline import OSDFacePipeline
@@ -58,14 +60,57 @@ def pipeline_restore_fn(pipe: OSDFacePipeline, batch_size: int = 4, posterior: s
     return restore
 
 
+# The identity guard's default threshold: the 99th percentile of same-person LQ ↔ GT dlib distances on the
+# UTKFace val split at the mini model's training degradations (benchmarks/calibrate_identity_guard.py).
+DEFAULT_IDENTITY_GUARD = 0.5
+
+
+def parse_guard_flags(detail_guard: str = "on", identity_guard: str = "auto") -> tuple[bool, Optional[float]]:
+    """``--detail-guard on|off`` and ``--identity-guard DIST|auto|off`` → (detail on, threshold or None for
+    off, ``DEFAULT_IDENTITY_GUARD`` for auto); a bad value is one OSDFaceError line."""
+    if detail_guard not in ("on", "off"):
+        raise OSDFaceError(f"--detail-guard must be 'on' or 'off'; got {detail_guard!r}")
+    value = str(identity_guard).strip().lower()
+    if value == "off":
+        return detail_guard == "on", None
+    if value == "auto":
+        return detail_guard == "on", DEFAULT_IDENTITY_GUARD
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = float("nan")
+    if not 0 < threshold < 10:  # also refuses nan and inf
+        raise OSDFaceError(f"--identity-guard must be a dlib distance in (0, 10), 'auto' or 'off'; got {identity_guard!r}")
+    return detail_guard == "on", threshold
+
+
+def make_no_harm(detail_guard: str = "on", identity_guard: str = "auto") -> tuple[NoHarm, list[str]]:
+    """The per-face "never worse" rule from the two flags, and notes for the user (e.g. the guard is off
+    because the identity extra is missing). An explicit threshold without the extra is an error."""
+    from .models.dlib_identity import IDENTITY_MISSING, DlibIdentity, identity_available
+
+    detail_on, threshold = parse_guard_flags(detail_guard, identity_guard)
+    notes, identity = [], None
+    if threshold is not None:
+        if identity_available():
+            identity = DlibIdentity()
+        elif str(identity_guard).strip().lower() == "auto":
+            notes.append(f"identity guard off: {IDENTITY_MISSING}")
+            threshold = None
+        else:
+            raise OSDFaceError(f"--identity-guard {identity_guard}: {IDENTITY_MISSING}")
+    return NoHarm(enabled=detail_on, identity=identity, identity_guard=threshold), notes
+
+
 def make_face_restorer(pipe: OSDFacePipeline, *, detector: str = "mtcnn", detector_weights: Optional[str] = None,
                        upscale: float = 1.0, only_center_face: bool = False, min_face_size: float = 20.0,
                        max_faces: Optional[int] = None, color_match: bool = True, fidelity: float = 0.0,
                        batch_size: int = 4, posterior: str = "mode", seed: int = 114,
-                       detect_max_side: Optional[int] = 2048) -> FaceRestorer:
+                       detect_max_side: Optional[int] = 2048, no_harm: Optional[NoHarm] = None) -> FaceRestorer:
     """A FaceRestorer whose faces are restored by ``pipe`` (aligned at the pipeline's face size).
 
-    ``detect_max_side``: photos larger than this are shrunk for detection only (faster, same faces).
+    ``detect_max_side``: photos larger than this are shrunk for detection only (faster, same faces);
+    ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None pastes every restored face as is.
     """
     kwargs = {"weights": detector_weights} if detector_weights else {}
     if detector == "mtcnn":
@@ -74,7 +119,7 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str = "mtcnn", detect
         pipeline_restore_fn(pipe, batch_size, posterior, seed, fidelity),
         detector=create_detector(detector, **kwargs),
         face_size=pipe.sample_size, upscale=upscale, only_center_face=only_center_face,
-        min_face_size=min_face_size, max_faces=max_faces, color_match=color_match,
+        min_face_size=min_face_size, max_faces=max_faces, color_match=color_match, no_harm=no_harm,
     )
 
 
@@ -85,17 +130,46 @@ def restore_photo(pipe: OSDFacePipeline, image, **options) -> RestoreResult:
 
 
 def restore_aligned(pipe: OSDFacePipeline, images: list[np.ndarray], *, fidelity: float = 0.0, batch_size: int = 4,
-                    posterior: str = "mode", seed: int = 114) -> list[np.ndarray]:
-    """Aligned face crops (HWC uint8 RGB) → restored, as ``osdface restore --aligned``: a square crop comes
-    out S×S (S: the model's face size), another keeps its aspect ratio with long side S; ``fidelity``
-    blends with the input (``blend_fidelity``); a gray crop comes back gray (HW)."""
+                    posterior: str = "mode", seed: int = 114, no_harm: Optional[NoHarm] = None) -> list[np.ndarray]:
+    """Aligned face crops (HWC uint8 RGB) → restored images only (see ``restore_aligned_faces``)."""
+    return [image for image, _ in restore_aligned_faces(pipe, images, fidelity=fidelity, batch_size=batch_size,
+                                                        posterior=posterior, seed=seed, no_harm=no_harm)]
+
+
+def restore_aligned_faces(pipe: OSDFacePipeline, images: list[np.ndarray], *, fidelity: float = 0.0,
+                          batch_size: int = 4, posterior: str = "mode", seed: int = 114,
+                          no_harm: Optional[NoHarm] = None) -> list[tuple[np.ndarray, Optional[FaceVerdict]]]:
+    """Aligned face crops (HWC uint8 RGB) → (restored, verdict) each, as ``osdface restore --aligned``.
+
+    Without ``no_harm`` (the official behaviour): a square crop comes out S×S (S: the model's face size),
+    another keeps its aspect ratio with long side S. With ``no_harm``, a square crop larger than 1.1·S keeps
+    its size: the model restores it shrunk to S (area) and its change is added to the input in the model's
+    band (``no_harm.band_change``), the finer detail coming from the input; a smaller one comes out S×S.
+    ``fidelity`` blends with the input (``blend_fidelity``); a gray crop comes back gray (HW).
+    """
+    size = pipe.sample_size
+    square = [no_harm is not None and im.shape[0] == im.shape[1] for im in images]
+    # 1. What the model sees: square crops at S (area-shrunk, so the band split has no aliasing), others as given
+    model_in = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA if im.shape[0] > size else cv2.INTER_CUBIC)
+                if sq and im.shape[0] != size else im for im, sq in zip(images, square)]
     generators = [torch.Generator(pipe.device).manual_seed(seed) for _ in images]
-    out = pipe(images, batch_size=batch_size, posterior=posterior, generator=generators, output_type="np").images
-    restored = []
-    for before, after in zip(images, out):
-        after = blend_fidelity(np.asarray(after), before, fidelity)
-        restored.append(cv2.cvtColor(after, cv2.COLOR_RGB2GRAY) if is_grayscale(before) else after)
-    return restored
+    out = pipe(model_in, batch_size=batch_size, posterior=posterior, generator=generators, output_type="np").images
+    results = []
+    for before, crop, after, sq in zip(images, model_in, out, square):
+        after = blend_fidelity(np.asarray(after), crop if sq else before, fidelity)
+        verdict = None
+        if sq:  # 2. the no-harm rule: α from the input's detail, the identity guard, the bands
+            verdict = no_harm.assess(crop, after, before.shape[0])
+            if verdict.fusion == "bands":
+                change, _ = band_change(crop, after, before, verdict.model_weight, no_harm)
+                result = np.clip(np.rint(before.astype(np.float32) + change), 0, 255).astype(np.uint8)
+                verdict.detail_before, verdict.detail_after = detail(before), detail(result)
+                after = result
+            else:
+                after = mix(crop, after, verdict.model_weight)
+                verdict.detail_before, verdict.detail_after = detail(crop), detail(after)
+        results.append((cv2.cvtColor(after, cv2.COLOR_RGB2GRAY) if is_grayscale(before) else after, verdict))
+    return results
 
 
 def no_face_note(upscale: float = 1.0) -> str:
@@ -107,7 +181,8 @@ def face_records(result: RestoreResult, upscale: float = 1.0) -> list[dict]:
     """JSON-ready per-face records: box and landmarks in input pixels, score, affine (input → crop)."""
     return [{"index": i, "box_xyxy": np.round(f.box, 2).tolist(), "landmarks5": np.round(f.landmarks5, 2).tolist(),
              "score": round(float(f.score), 4), "affine_input_to_crop": np.round(f.affine, 6).tolist(),
-             "face_size": int(f.cropped.shape[0])} for i, f in enumerate(result.faces)]
+             "face_size": int(f.cropped.shape[0]),
+             **({"verdict": f.verdict.to_json()} if f.verdict is not None else {})} for i, f in enumerate(result.faces)]
 
 
 def compare_image(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -22,6 +22,8 @@ def restore(
     min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="Photo mode: restore at most this many faces per photo, the largest first.")] = None,
     fidelity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend each restored face with its input crop: 0 = the model's output (default), 1 = the input. OSDFace itself has no fidelity control; this is a pixel blend.")] = 0.0,
+    detail_guard: Annotated[str, typer.Option(envvar="OSDFACE_DETAIL_GUARD", help="on | off. on: a face larger than the model's size keeps the input's finer detail (the model's change is added in its own band), and a face already sharper than the model is kept as it was (README: 'Never worse'). off: every face is the model's crop, upsampled (as the official code).")] = "on",
+    identity_guard: Annotated[str, typer.Option(envvar="OSDFACE_IDENTITY_GUARD", help="DIST | auto | off. A restored face whose dlib descriptor moved further than DIST from its input is blended back toward the input until it is under DIST, or kept as it was. auto: the calibrated default (0.5); needs the 'identity' extra, else one note says the guard is off.")] = "auto",
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Photo mode: match each restored face's low-frequency colour to the original (AdaIN).")] = True,
     save_faces: Annotated[bool, typer.Option("--save-faces", help="Photo mode: also write cropped_faces/ and restored_faces/ (STEM_NN.png).")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Also write compare/STEM.png: input | output side by side.")] = False,
@@ -96,6 +98,11 @@ def restore(
         if detector not in DETECTORS:
             raise OSDFaceError(f"--detector {detector!r}: unknown; available: {', '.join(sorted(DETECTORS))}")
     codec_options = _parse_video_options(video_option or [])
+    from ..photos import make_no_harm
+
+    no_harm, guard_notes = make_no_harm(detail_guard, identity_guard)
+    for line in guard_notes:
+        typer.echo(f"note: {line}", err=True)
     find_weights(str(weights) if weights else None, model)
     videos, image_inputs = split_videos(inputs)
     found, problems = list_images(image_inputs) if image_inputs else ([], [])
@@ -114,13 +121,20 @@ def restore(
 
     if aligned:
         from ..batch_files import RestoredFile
-        from ..photos import compare_image, restore_aligned
+        from ..photos import compare_image, restore_aligned_faces
 
         def restore_batch(images, paths):
-            out = restore_aligned(pipe, images, fidelity=fidelity, batch_size=batch_size, posterior=posterior,
-                                  seed=seed)  # grayscale stays grayscale (one channel), as in photo mode
-            return [RestoredFile(after, {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {})
-                    for src, before, after in zip(paths, images, out)]
+            out = restore_aligned_faces(pipe, images, fidelity=fidelity, batch_size=batch_size, posterior=posterior,
+                                        seed=seed, no_harm=no_harm)  # grayscale stays grayscale, as in photo mode
+            files = []
+            for src, before, (after, verdict) in zip(paths, images, out):
+                extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
+                faces = [{"index": 0, **verdict.to_json()}] if verdict is not None else []
+                if sidecar and faces:
+                    extras[f"{src.stem}.json"] = {"input": str(src), "input_size_wh": [before.shape[1], before.shape[0]],
+                                                  "aligned": True, "faces": faces}
+                files.append(RestoredFile(after, extras, faces=faces))
+            return files
 
         read = read_image  # (one pixel budget: read_image refuses what read_photo refuses)
     else:
@@ -129,7 +143,7 @@ def restore(
         restorer = make_face_restorer(pipe, detector=detector, detector_weights=detector_weights, upscale=upscale,
                                       only_center_face=only_center_face, min_face_size=min_face_size,
                                       max_faces=max_faces, color_match=color_match, fidelity=fidelity,
-                                      batch_size=batch_size, posterior=posterior, seed=seed)
+                                      batch_size=batch_size, posterior=posterior, seed=seed, no_harm=no_harm)
 
         def restore_batch(images, paths):
             results = restorer.restore_many(images, batch_size=batch_size)
@@ -143,6 +157,7 @@ def restore(
 
     result = restore_files(image_inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
                            fmt=fmt, progress=not quiet, read=read) if image_inputs else BatchReport()
+    result.notes[:0] = guard_notes
     if videos and aligned:
         for src in videos:
             result.failed.append(f"{src}: a video is restored in photo mode (faces detected and tracked); "
@@ -156,7 +171,7 @@ def restore(
                                   output_blend=temporal_blend)
         settings = {"weights": str(weights), "model": model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
                     "options": [only_center_face, min_face_size, max_faces, fidelity, color_match, posterior, seed,
-                                detector, detector_weights]}
+                                detector, detector_weights, detail_guard, identity_guard]}
 
         def make_video_restorer():
             return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=batch_size, fidelity=fidelity,
@@ -222,7 +237,8 @@ def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_fac
         extras[f"compare/{src.stem}.png"] = compare_image(before, image)
     if not result.faces:
         note = no_face_note(upscale)
-    return RestoredFile(image, extras, note)
+    faces = [{"index": i, **f.verdict.to_json()} for i, f in enumerate(result.faces) if f.verdict is not None]
+    return RestoredFile(image, extras, note, faces)
 
 
 def split_videos(inputs) -> tuple[list[Path], list[Path]]:

@@ -88,13 +88,13 @@ def inside_mask(affine: np.ndarray, face_size: int, canvas_hw: Sequence[int]) ->
     return inside.astype(np.float32)
 
 
-def paste_face(canvas: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> None:
-    """Blend one restored crop into ``canvas`` (HWC uint8 RGB, modified in place) through ``mask``."""
-    size = face.shape[0]
-    x0, y0, x1, y1 = crop_bounds(affine, size, canvas.shape, margin=3.0)
+def _warp_back(stack: np.ndarray, affine: np.ndarray, canvas_shape) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """Warp a crop-frame stack (HW × channels float32) onto the canvas region under it: ((x0, y0, x1, y1),
+    the warped HW × channels), or None when the crop lies entirely outside the canvas."""
+    size = stack.shape[0]
+    x0, y0, x1, y1 = crop_bounds(affine, size, canvas_shape, margin=3.0)
     if x1 <= x0 or y1 <= y0:
-        return  # the crop lies entirely outside the canvas
-    stack = np.dstack([face.astype(np.float32), mask.astype(np.float32)])
+        return None
     to_crop = compose_affine(affine, np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]]))  # roi → crop
     scale = affine_scale(affine)  # crop pixels per canvas pixel
     if scale > 1.5:  # the face shrinks on the way back: area-average first, then warp (no aliasing)
@@ -105,18 +105,37 @@ def paste_face(canvas: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: n
         interpolation = cv2.INTER_LINEAR
     else:
         interpolation = cv2.INTER_CUBIC
-    warped = cv2.warpAffine(
-        stack,
-        to_crop,
-        (x1 - x0, y1 - y0),
-        flags=interpolation | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    warped = cv2.warpAffine(stack, to_crop, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return (x0, y0, x1, y1), warped
+
+
+def paste_face(canvas: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> None:
+    """Blend one restored crop into ``canvas`` (HWC uint8 RGB, modified in place) through ``mask``."""
+    found = _warp_back(np.dstack([face.astype(np.float32), mask.astype(np.float32)]), affine, canvas.shape)
+    if found is None:
+        return  # the crop lies entirely outside the canvas
+    (x0, y0, x1, y1), warped = found
     alpha = np.clip(warped[..., 3:4], 0.0, 1.0)
     roi = canvas[y0:y1, x0:x1]
     blended = roi.astype(np.float32)
     blended += alpha * (warped[..., :3] - blended)
+    canvas[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def paste_change(canvas: np.ndarray, base: np.ndarray, change: np.ndarray, affine: np.ndarray,
+                 mask: np.ndarray) -> None:
+    """Paste ``base + change`` through ``mask`` into ``canvas`` (in place): ``change`` (HWC float32, a crop of
+    any size with its ``affine`` canvas → crop) is a difference to the unpasted canvas ``base``, so where the
+    change is 0 the output is ``base`` pixel for pixel, with no resampling of the face itself."""
+    found = _warp_back(np.dstack([change.astype(np.float32), mask.astype(np.float32)]), affine, canvas.shape)
+    if found is None:
+        return
+    (x0, y0, x1, y1), warped = found
+    alpha = np.clip(warped[..., 3:4], 0.0, 1.0)
+    target = base[y0:y1, x0:x1].astype(np.float32) + warped[..., :3]
+    blended = canvas[y0:y1, x0:x1].astype(np.float32)
+    blended += alpha * (target - blended)
     canvas[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 

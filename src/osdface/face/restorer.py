@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .alignment import estimate_affine, resize_affine, warp_face
+from .alignment import affine_scale, compose_affine, estimate_affine, resize_affine, warp_face
 from .color import METHODS as COLOR_METHODS
+from .color import match_color
 from .detection import Detection, FaceDetector, create_detector
-from .paste import MASK_SHAPES, paste_faces
+from .no_harm import FaceVerdict, NoHarm, band_change, detail, mix
+from .paste import MASK_SHAPES, face_mask, inside_mask, paste_change, paste_face, paste_faces
 
 RestoreFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 BackgroundUpsampler = Callable[[np.ndarray, float], np.ndarray]  # (HWC uint8 RGB, upscale) -> upscaled
@@ -40,7 +42,8 @@ class FaceRecord:
     affine: np.ndarray
     cropped: np.ndarray
     restored: np.ndarray
-    pasted: np.ndarray | None = None  # ``restored`` after colour matching, as pasted
+    pasted: np.ndarray | None = None  # ``restored`` after colour matching (and the no-harm rule's α), at S
+    verdict: FaceVerdict | None = None  # what the no-harm rule did to this face (None: rule off)
 
 
 @dataclass
@@ -104,7 +107,9 @@ class FaceRestorer:
     ``max_faces``: restore at most this many faces, the largest first;
     ``color_match`` / ``color_method``: low-frequency colour transfer from the original crops;
     ``mask_shape``: "square" or "ellipse" paste mask; ``parsing_fn``: optional
-    ``(restored crops) -> list of HW masks`` (e.g. a face parser) refining the paste masks.
+    ``(restored crops) -> list of HW masks`` (e.g. a face parser) refining the paste masks;
+    ``no_harm``: the per-face "never worse" rule (``no_harm.NoHarm``: finer detail from the input, faces
+    the model cannot help kept, identity guard); None pastes every restored face as it is.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class FaceRestorer:
         color_method: str = "adain",
         mask_shape: str = "square",
         parsing_fn: Callable[[list[np.ndarray]], Sequence[np.ndarray]] | None = None,
+        no_harm: NoHarm | None = None,
     ) -> None:
         if not callable(restore_fn):
             raise TypeError("restore_fn must be callable: list of aligned crops -> list of restored crops")
@@ -154,6 +160,7 @@ class FaceRestorer:
         self.mask_shape = mask_shape
         self.background_upsampler = background_upsampler or lanczos_upsampler
         self.parsing_fn = parsing_fn
+        self.no_harm = no_harm
 
     # ------------------------------------------------------------------ public
 
@@ -220,8 +227,10 @@ class FaceRestorer:
                 raise ValueError(f"restore_fn output {k} must be a {shape} uint8 RGB array; got {got}")
         return restored
 
-    def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray]) -> RestoreResult:
-        """Paste the restored crops (one per face of ``p``) into the (upscaled) photo."""
+    def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],
+               weights: Sequence[float | None] | None = None) -> RestoreResult:
+        """Paste the restored crops (one per face of ``p``) into the (upscaled) photo. ``weights``: per face,
+        the model's weight α decided elsewhere (video: one per track), or None to let the rule decide."""
         h, w = p.rgb.shape[:2]
         out_hw = (max(1, round(h * self.upscale)), max(1, round(w * self.upscale)))
         if out_hw == (h, w):
@@ -233,21 +242,59 @@ class FaceRestorer:
                 canvas = cv2.resize(canvas, out_hw[::-1], interpolation=fit)
         masks = list(self.parsing_fn(list(restored))) if (self.parsing_fn and restored) else None
         canvas_affines = [resize_affine(a, (h, w), out_hw) for a in p.affines]
-        canvas, pasted = paste_faces(
-            canvas,
-            restored,
-            canvas_affines,
-            references=p.crops,
-            color_match=self.color_match,
-            color_method=self.color_method,
-            masks=masks,
-            mask_shape=self.mask_shape,
-        )
+        if self.no_harm is None:
+            canvas, pasted = paste_faces(canvas, restored, canvas_affines, references=p.crops,
+                                         color_match=self.color_match, color_method=self.color_method,
+                                         masks=masks, mask_shape=self.mask_shape)
+            verdicts = [None] * len(restored)
+        else:
+            canvas, pasted, verdicts = self._paste_no_harm(p, canvas, restored, canvas_affines, masks, weights)
         faces = [
-            FaceRecord(d.box, d.landmarks5, d.score, a, c, r, f)
-            for d, a, c, r, f in zip(p.detections, p.affines, p.crops, restored, pasted)
+            FaceRecord(d.box, d.landmarks5, d.score, a, c, r, f, v)
+            for d, a, c, r, f, v in zip(p.detections, p.affines, p.crops, restored, pasted, verdicts)
         ]
         return RestoreResult(self._to_layout(canvas, p, out_hw), faces)
+
+    def _paste_no_harm(self, p: PreparedPhoto, canvas: np.ndarray, restored: Sequence[np.ndarray],
+                       canvas_affines: list[np.ndarray], masks, weights):
+        """``finish`` under the no-harm rule: per face, colour-match, decide α (``NoHarm.assess``), then paste
+        the model's crop (faces ≤ S) or the band-combined change at the working size (larger faces)."""
+        rule, size = self.no_harm, self.face_size
+        base = canvas.copy()
+        pasted, verdicts, jobs = [], [], []
+        for k, (crop, face, affine) in enumerate(zip(p.crops, restored, canvas_affines)):
+            # 1. Colour-match the restored face (S × S) to its input crop, as it will be pasted
+            mask = face_mask(size, self.mask_shape, None if masks is None else masks[k])
+            if self.color_match:
+                face = match_color(face, crop, weights=mask * inside_mask(affine, size, canvas.shape),
+                                   method=self.color_method)
+            # 2. The verdict: α from the input's detail, capped by the identity guard
+            native = size / affine_scale(p.affines[k])
+            verdict = rule.assess(crop, face, native, None if weights is None else weights[k])
+            alpha = verdict.model_weight
+            if verdict.fusion == "none":  # 3a. faces at or below the model's size: the model's crop (mixed by α)
+                out = mix(crop, face, alpha)
+                verdict.detail_before, verdict.detail_after = detail(crop), detail(out)
+                jobs.append((k, lambda c=canvas, o=out, a=affine, m=mask: paste_face(c, o, a, m)) if alpha > 0 else None)
+            else:  # 3b. larger faces: the input at W plus the model's change in its band
+                work = rule.work_size(native, size)
+                to_work = np.array([[work / size, 0, 0.5 * work / size - 0.5], [0, work / size, 0.5 * work / size - 0.5]])
+                affine_work = compose_affine(to_work, p.affines[k])
+                input_work = warp_face(p.rgb, affine_work, work)
+                change, _ = band_change(crop, face, input_work, alpha, rule)
+                verdict.detail_before = detail(input_work)
+                verdict.detail_after = detail(np.clip(input_work + change, 0, 255))
+                canvas_work = resize_affine(affine_work, p.rgb.shape[:2], canvas.shape[:2])
+                mask_work = face_mask(work, self.mask_shape, None if masks is None else masks[k])
+                jobs.append((k, lambda c=canvas, d=change, a=canvas_work, m=mask_work: paste_change(c, base, d, a, m))
+                            if alpha > 0 else None)
+                out = mix(crop, face, alpha)
+            pasted.append(out)
+            verdicts.append(verdict)
+        # 4. Paste, smaller faces first: a larger (usually nearer) face ends up on top where two overlap
+        for job in sorted((j for j in jobs if j is not None), key=lambda j: -affine_scale(canvas_affines[j[0]])):
+            job[1]()
+        return canvas, pasted, verdicts
 
     @staticmethod
     def _to_layout(canvas: np.ndarray, p: PreparedPhoto, out_hw: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,252 @@
+"""Never make a face worse: what the model may change in a face, decided per face and reported.
+
+A model restores faces at its own size S (``sample_size``: 512 for the paper's model, 128 for mini). A
+face pasted back larger than S would lose whatever the input held above the model's band, and a face
+the model cannot help (already sharp, or a change of identity) would silently get worse. ``NoHarm``
+decides, for each face, how much of the model's change to keep, and says so in a ``FaceVerdict``:
+
+1. **Bands.** The model's change lives in the band a S×S crop can hold. When the face has more input
+   pixels than S (its *native size* n, in the aligned frame, ``--upscale`` not counted: an upscaled
+   input holds no finer detail), the face is worked on at W = min(n, ``max_work_size``) and the output
+   is ``input_W + α·up_W(restored_S − crop_S) − (1 − g)·high_W``: the input at its own resolution plus
+   the model's change (upsampled), so everything above the model's band comes from the input.
+   ``high_W = input_W − up_W(crop_S)`` is the input's band above the model's. The change is pasted as a
+   *difference*, so where nothing is changed the output is the input, pixel for pixel.
+2. **Noise in that band** (``g``, a map): a local Wiener gain, ``g = s² / (s² + σ²)`` with ``s²`` the
+   local variance of ``high_W`` above the noise variance ``σ²``; σ is estimated from the band itself
+   (1.4826 × the median absolute value over the face: edges are few, noise is everywhere). Edges and
+   eyelashes stand far above σ and pass; grain and JPEG ringing at the noise level are damped. Used only
+   when σ ≥ ``noise_floor`` (a clean photo's high band is kept as it is) and the model's change is used.
+3. **Input detail in the model's top octave** (α, the model's weight): the signal energy of the S crop
+   in its top octave (periods of 2–4 px), over the energy of the octave below, both after the noise's
+   share is taken off. A blurred or downscaled face has almost none (measured: 0.00–0.05 on faces
+   degraded to a quarter of their size); a sharp face has as much as the octave below (0.4–1.0). The
+   model is trained to put detail into that octave: where the input already has it, the model can only
+   replace real detail with its own. α = 1 at or below ``detail_restore``, 0 at or above
+   ``detail_keep``, linear between. Only for faces larger than the model's size: a face no larger than S
+   (n ≤ 1.1·S) gets α = 1, since the model's size holds all the detail its input has.
+4. **Identity guard** (``identity``, ``identity_guard``): the dlib descriptor distance between the input
+   crop and the output crop (both at S, landmarks fitted on the input). Past ``identity_guard``, α is
+   halved until the distance is under it (6 halvings, then 0: the face is kept as it was).
+
+Faces at or below the model's size (n ≤ S) skip 1–2; 3–4 apply to every face. ``FaceVerdict.action`` is
+"restored" (α = 1), "blended" (0 < α < 1) or "kept" (α = 0), with the reason in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Optional, Protocol
+
+import cv2
+import numpy as np
+
+from .paste import face_mask
+
+MIN_FUSION_RATIO = 1.1  # fuse bands only when the input has at least 10 % more pixels than the model
+
+
+class IdentityMeasure(Protocol):
+    def distance(self, reference_crop: np.ndarray, crop: np.ndarray) -> float: ...
+
+
+# ---------------------------------------------------------------------------------------- measures
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    """HWC RGB (any dtype) or HW → HW float32 luma (BT.601)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        return image
+    return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Immerkær's fast noise estimate (1996) of a face crop's luma, in levels (0..255): the mean
+    |Laplacian-difference| (a kernel blind to planes and lines) times √(π/2)/6."""
+    g = gray(image).astype(np.float64)
+    if min(g.shape) < 3:
+        return 0.0
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    response = cv2.filter2D(g, -1, kernel, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
+
+
+def detail(image: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """Fine detail: the mean |Laplacian| of the luma, weighted by ``mask`` (default: the face ellipse)."""
+    g = gray(image)
+    if mask is None:
+        mask = face_mask(g.shape[0], "ellipse") if g.shape[0] == g.shape[1] else np.ones_like(g)
+    lap = np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1))
+    return float((lap * mask).sum() / max(float(mask.sum()), 1e-6))
+
+
+def _octaves(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top octave, the octave below) of a square HW float image: x − up(x/2) and up(x/2) − up(x/4)."""
+    s = g.shape[0]
+    half = cv2.resize(g, (s // 2, s // 2), interpolation=cv2.INTER_AREA)
+    quarter = cv2.resize(half, (s // 4, s // 4), interpolation=cv2.INTER_AREA)
+    half_up = cv2.resize(half, (s, s), interpolation=cv2.INTER_CUBIC)
+    quarter_up = cv2.resize(quarter, (s, s), interpolation=cv2.INTER_CUBIC)
+    return g - half_up, half_up - quarter_up
+
+
+def top_octave_detail(crop: np.ndarray) -> float:
+    """Signal energy of a square face crop in its top octave over the octave below (face ellipse), the
+    noise's share (3/4 of white noise's variance lies in the top octave, 3/16 in the one below) taken off."""
+    g = gray(crop)
+    mask = face_mask(g.shape[0], "ellipse")
+    sigma = noise_sigma(g)
+    top, below = _octaves(g)
+    weight = max(float(mask.sum()), 1e-6)
+    top_energy = max(float((top**2 * mask).sum()) / weight - 0.75 * sigma**2, 0.0)
+    below_energy = max(float((below**2 * mask).sum()) / weight - 0.1875 * sigma**2, 1e-6)
+    return top_energy / below_energy
+
+
+# ---------------------------------------------------------------------------------------- verdict
+
+
+@dataclass
+class FaceVerdict:
+    """What was done to one face, and why (JSON-ready through ``to_json``)."""
+
+    native_size: int  # the face's aligned-crop side in input pixels
+    model_size: int  # the model's face size S
+    fusion: str  # "bands" (model band + the input's finer band) or "none" (the model's crop, upsampled)
+    model_weight: float  # α: share of the model's change kept (0: the face is kept as it was)
+    input_detail: float  # the input's top-octave detail at S (see ``top_octave_detail``)
+    noise: float  # noise σ of the input face (levels)
+    identity: Optional[float]  # dlib distance input ↔ output at S (None: guard off)
+    identity_before_guard: Optional[float]  # the same for the model's full change
+    detail_before: float = 0.0  # mean |Laplacian| of the input face at the working size
+    detail_after: float = 0.0  # the same for the output face
+    action: str = "restored"  # "restored", "blended" or "kept"
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    def caption(self) -> str:
+        """A short caption: '612 px → 128 px model · kept: already sharper than the model'."""
+        text = f"{self.native_size} px, {self.model_size}-px model · {self.action}"
+        return text + (f": {self.reason}" if self.reason and self.action != "restored" else "")
+
+
+class NoHarm:
+    """The per-face rule (see the module docstring). ``enabled=False`` restores every face at the model's
+    size with α = 1, as before this rule existed (``--detail-guard off``)."""
+
+    def __init__(self, enabled: bool = True, detail_restore: float = 0.09, detail_keep: float = 0.17,
+                 noise_floor: float = 1.5, max_work_size: int = 1024,
+                 identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float] = None):
+        if not 0 <= detail_restore < detail_keep:
+            raise ValueError(f"need 0 <= detail_restore < detail_keep; got {detail_restore}, {detail_keep}")
+        if identity_guard is not None and not identity_guard > 0:
+            raise ValueError(f"identity_guard must be > 0 or None; got {identity_guard}")
+        self.enabled = enabled
+        self.detail_restore, self.detail_keep = float(detail_restore), float(detail_keep)
+        self.noise_floor = float(noise_floor)
+        self.max_work_size = int(max_work_size)
+        self.identity = identity if identity_guard is not None else None
+        self.identity_guard = identity_guard if identity is not None else None
+
+    def work_size(self, native_size: float, model_size: int) -> int:
+        """W: the side at which a face is combined (the model's size unless the input holds more)."""
+        if not self.enabled or native_size < MIN_FUSION_RATIO * model_size:
+            return model_size
+        return int(min(round(native_size), self.max_work_size))
+
+    def weight_from_detail(self, input_detail: float) -> float:
+        """α from the input's top-octave detail: 1 (blurred) … 0 (already sharp)."""
+        if not self.enabled:
+            return 1.0
+        t = (self.detail_keep - input_detail) / (self.detail_keep - self.detail_restore)
+        return float(np.clip(t, 0.0, 1.0))
+
+    def detail_weight(self, input_detail: float, larger_than_model: bool) -> float:
+        """α before the identity guard: from the input's top-octave detail for a face larger than the model's
+        size; 1 for a face no larger (the model's size holds all the detail its input has)."""
+        return self.weight_from_detail(input_detail) if larger_than_model else 1.0
+
+    def assess(self, crop: np.ndarray, restored: np.ndarray, native_size: float,
+               weight: Optional[float] = None) -> FaceVerdict:
+        """The verdict for one face: ``crop`` / ``restored`` at S (HWC uint8 RGB, ``restored`` colour-matched
+        as it will be pasted). ``weight``: α decided elsewhere (video: per track), still capped by the
+        identity guard."""
+        size = crop.shape[0]
+        work = self.work_size(native_size, size)
+        input_detail = top_octave_detail(crop)
+        alpha = self.detail_weight(input_detail, work > size) if weight is None else float(weight)
+        reason = ""
+        if alpha < 1:
+            reason = f"already sharper than the model ({round(native_size)}-px face, {size}-px model)"
+        before = after = None
+        if self.identity is not None and alpha > 0:
+            before = after = self._distance(crop, restored, alpha)
+            halvings = 0
+            while after > self.identity_guard and alpha > 0:
+                halvings += 1
+                alpha = alpha / 2 if halvings < 7 else 0.0
+                after = self._distance(crop, restored, alpha) if alpha > 0 else 0.0
+            if halvings:
+                reason = f"identity guard (dlib distance {before:.3f} > {self.identity_guard:g})"
+        action = "kept" if alpha == 0 else ("restored" if alpha >= 1 else "blended")
+        return FaceVerdict(round(native_size), size, "bands" if work > size else "none", alpha, input_detail,
+                           noise_sigma(crop), after, before, action=action, reason=reason)
+
+    def _distance(self, crop: np.ndarray, restored: np.ndarray, alpha: float) -> float:
+        return float(self.identity.distance(crop, mix(crop, restored, alpha)))
+
+    def high_band_gain(self, high: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """(per-pixel Wiener gain HW1 in [0, 1], σ) for the input's band above the model's (HWC float32)."""
+        g = gray(high)
+        weights = mask > 0.5
+        sigma = float(1.4826 * np.median(np.abs(g[weights]))) if weights.any() else 0.0
+        if sigma < self.noise_floor:
+            return np.ones(g.shape + (1,), np.float32), sigma
+        k = max(3, round(g.shape[0] / 128)) | 1
+        local = cv2.blur(g * g, (k, k))
+        signal = np.maximum(local - sigma**2, 0.0)
+        return (signal / (signal + sigma**2))[..., None].astype(np.float32), sigma
+
+
+def mix(crop: np.ndarray, restored: np.ndarray, alpha: float) -> np.ndarray:
+    """``crop + α·(restored − crop)`` in uint8 (α = 1: ``restored`` itself)."""
+    if alpha >= 1:
+        return restored
+    if alpha <= 0:
+        return crop
+    out = crop.astype(np.float32) + np.float32(alpha) * (restored.astype(np.float32) - crop.astype(np.float32))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def band_change(crop: np.ndarray, restored: np.ndarray, input_work: np.ndarray, alpha: float,
+                rule: NoHarm) -> tuple[np.ndarray, float]:
+    """The change to add to the input face at the working size W (HWC float32) and the high band's σ:
+    ``α·up_W(restored − crop) − (1 − g)·high_W`` (module docstring, steps 1–2)."""
+    work = input_work.shape[0]
+    size = (work, work)
+    crop_up = cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    change = cv2.resize(restored.astype(np.float32) - crop.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    change *= np.float32(alpha)
+    sigma = 0.0
+    if alpha > 0:
+        high = input_work.astype(np.float32) - crop_up
+        gain, sigma = rule.high_band_gain(high, face_mask(work, "ellipse"))
+        change -= (1 - gain) * high
+    return change, sigma
+
+
+def summarize(faces: Sequence[tuple[str, str]]) -> str:
+    """(action, reason) per face → '3 restored, 1 kept as it was: already sharper than the model (612-px
+    face, 128-px model)'."""
+    by_action = {a: [reason for action, reason in faces if action == a] for a in ("restored", "blended", "kept")}
+    parts = [f"{len(by_action['restored'])} restored"]
+    for action, words in (("blended", "{} blended toward the input"), ("kept", "{} kept as it was")):
+        if by_action[action]:
+            reasons = sorted({r for r in by_action[action] if r})
+            more = f" (+{len(reasons) - 2} more reasons)" if len(reasons) > 2 else ""
+            parts.append(words.format(len(by_action[action])) + (f": {'; '.join(reasons[:2])}{more}" if reasons else ""))
+    return ", ".join(parts)
