@@ -37,7 +37,7 @@ osdface train --resume latest --output "$WORK/stage2" train.max_steps=7500
 
 # 4. Package: float16 weights, configs, data lists and terms into the package data folder.
 stamp "package"
-python3 -m osdface.bundled package "$WORK/stage2/export/osdface" src/osdface/weights/mini \
+python3 -m osdface.training.package_mini package "$WORK/stage2/export/osdface" src/osdface/weights/mini \
   --run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2" \
   --data-list "$UTK/train.txt" --data-list "$UTK/val.txt"
 stamp "done"

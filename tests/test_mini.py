@@ -247,3 +247,15 @@ def test_bundled_model_in_bfloat16_stays_within_40_db_of_float32(mode):
     assert b.dtype == torch.float32 and half.vre.dtype == torch.float32  # the VRE never runs in half precision
     psnr = compute_psnr(b, a)
     assert psnr.min() >= 40, psnr
+
+
+def test_bundled_and_pipeline_do_not_import_each_other():
+    import ast
+
+    import osdface.bundled
+    import osdface.training.package_mini as package_mini
+
+    tree = ast.parse(Path(osdface.bundled.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not any(m.endswith("pipeline") for m in imported), imported  # pipeline imports bundled, not back
+    assert callable(package_mini.package)
