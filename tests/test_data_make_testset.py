@@ -104,3 +104,36 @@ def test_empty_source_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty.*no image files"):
         degrade_folder(tmp_path / "empty", tmp_path / "lq", "gfpgan", seed=0, progress=False)
+
+
+def test_a_file_that_degrade_did_not_write_is_never_replaced(src, tmp_path, capsys):
+    """Issue 19: only files listed in the manifest, or holding exactly this run's output, are replaced."""
+    out, gt = tmp_path / "lq", tmp_path / "gt"
+    out.mkdir()
+    gt.mkdir()
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(out / "img1.png")  # someone else's files
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(gt / "img2.png")
+    theirs = {p: p.read_bytes() for p in (out / "img1.png", gt / "img2.png")}
+    for overwrite in (False, True):
+        summary = degrade_folder(src, out, "gfpgan", seed=0, size=32, gt_dir=gt, overwrite=overwrite, progress=False)
+        assert summary.written == 2 and len(summary.failed) == 2
+        assert any("img1.png" in line and "not replaced" in line for line in summary.failed)
+        assert {p: p.read_bytes() for p in theirs} == theirs
+    names = [e["output"] for e in json.loads((out / "manifest.json").read_text())["images"]]
+    assert names == ["img0.png", "img3.png"]  # the refused ones are not claimed either
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and all(line.startswith("error: ") and "not replaced" in line for line in err)
+
+
+def test_a_stopped_runs_outputs_are_ours_and_a_foreign_manifest_refuses_the_folder(src, tmp_path):
+    out, gt = tmp_path / "lq", tmp_path / "gt"
+    degrade_folder(src, out, "gfpgan", seed=0, size=32, gt_dir=gt, progress=False)
+    (out / "manifest.json").unlink()  # stopped before the manifest was written, and one GT not written yet
+    (gt / "img2.png").unlink()
+    again = degrade_folder(src, out, "gfpgan", seed=0, size=32, gt_dir=gt, progress=False)
+    assert again.failed == [] and (gt / "img2.png").is_file()
+    (out / "manifest.json").write_text(json.dumps({"size": 128, "faces": [], "template": "ffhq-5point"}))
+    for overwrite in (False, True):  # `osdface align`'s manifest: not ours to replace
+        with pytest.raises(DatasetError, match="not a manifest of osdface degrade; it is not replaced"):
+            degrade_folder(src, out, "gfpgan", seed=0, size=32, overwrite=overwrite, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["template"] == "ffhq-5point"

@@ -100,7 +100,8 @@ def test_evaluate_cli_real_world_table_and_errors(tmp_path, capsys):
     assert code == 2 and "unknown psnrr" in err
     code, _, err = run_cli(["evaluate", "-p", tmp_path / "empty", "-o", tmp_path / "o4", "--metrics", "niqe", "-q"],
                            capsys)
-    assert code == 1 and "no such file or folder" in err
+    assert code == 2 and "--pred" in err and "no such folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o4").exists()  # nothing written (issue 19)
 
 
 @pytest.fixture

@@ -381,3 +381,209 @@ def test_dtype_auto_is_the_default(tmp_path, capsys, monkeypatch, tiny_model_dir
     assert code == 0 and f"--dtype auto: {str(chosen).removeprefix('torch.')} on cpu ({reason})" in err
     code, err = run_cli(aligned(tmp_path, tiny_model_dir, "--dtype", "float64"), capsys)
     assert code == 2 and "--dtype must be auto or one of" in err
+
+
+# ----------------------------------------------------------------------------- issue 19: the other commands
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (links not followed): file → sha256, folder → "dir", link → its target."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            out[key] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            out[key] = "dir"
+        else:
+            out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+# 1. data loss in degrade (the issue's own case), and align's manifest in its input folder
+def test_degrade_into_its_input_is_refused_before_any_work(tmp_path, capsys):
+    hq = tmp_path / "hq"
+    hq.mkdir()
+    Image.fromarray(face_images(1, size=200)[0][:, :150]).save(hq / "photo.png")  # a 150×200 photo
+    before = tree(hq)
+    for extra, message in [(["-o", tmp_path / "out", "--gt-dir", hq], "--gt-dir"),
+                           (["-o", hq], "also an input folder"),
+                           (["-o", tmp_path / "out", "--gt-dir", tmp_path / "out"], "is the --output folder")]:
+        code, err = run_cli(["degrade", hq, *extra, "--size", "64", "-q"], capsys)
+        assert code == 2 and message in one_error_line(err)
+        assert tree(hq) == before and not (tmp_path / "out").exists()
+
+
+def test_align_never_writes_its_manifest_into_an_input_or_over_someone_elses(tmp_path, capsys):
+    write_faces(tmp_path / "photos", 2)
+    before = tree(tmp_path / "photos")
+    code, err = run_cli(["align", tmp_path / "photos", "-o", tmp_path / "photos", "-q"], capsys)
+    assert code == 2 and "also an input folder" in one_error_line(err) and tree(tmp_path / "photos") == before
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text('{"mine": true}')
+    code, err = run_cli(["align", tmp_path / "photos", "-o", tmp_path / "out", "-q"], capsys)
+    assert code == 2 and "manifest.json that osdface align did not write" in one_error_line(err)
+    assert (tmp_path / "out" / "manifest.json").read_text() == '{"mine": true}'
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
+
+
+# 3. and 6. usage errors of align, degrade, evaluate and download: one line, exit 2, before any work
+@pytest.mark.parametrize("case", [
+    "align --size 100000", "align --detector foo", "align -o FILE", "align --detector-weights /nonexistent",
+    "degrade --size 100000", "degrade HQ missing", "evaluate -o FILE", "evaluate --pred missing",
+    "evaluate --pred empty", "evaluate --gt missing", "evaluate --gt empty", "evaluate --fid-ref missing",
+    "download --home FILE", "download --home FILE/sub", "download --home /proc/x", "download --list --home FILE",
+])
+def test_bad_paths_and_flags_are_one_line_before_any_work(case, tmp_path, capsys, monkeypatch):
+    import osdface.metrics.evaluate
+    from osdface.face import align_folder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(osdface.metrics.evaluate, "evaluate_folders", refuse)
+    monkeypatch.setattr(align_folder, "create_detector", refuse)
+    write_faces(tmp_path / "in", 2)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "FILE").write_text("a file")
+    if case == "download --home /proc/x" and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    out = tmp_path / "out"
+    args = {
+        "align --size 100000": ["align", tmp_path / "in", "-o", out, "--size", "100000"],
+        "align --detector foo": ["align", tmp_path / "in", "-o", out, "--detector", "foo"],
+        "align -o FILE": ["align", tmp_path / "in", "-o", tmp_path / "FILE"],
+        "align --detector-weights /nonexistent": ["align", tmp_path / "in", "-o", out, "--detector-weights",
+                                                  "/nonexistent"],
+        "degrade --size 100000": ["degrade", tmp_path / "in", "-o", out, "--size", "100000"],
+        "degrade HQ missing": ["degrade", tmp_path / "missing", "-o", out],
+        "evaluate -o FILE": ["evaluate", "-p", tmp_path / "in", "-o", tmp_path / "FILE", "--metrics", "psnr"],
+        "evaluate --pred missing": ["evaluate", "-p", tmp_path / "missing", "-o", out],
+        "evaluate --pred empty": ["evaluate", "-p", tmp_path / "empty", "-o", out],
+        "evaluate --gt missing": ["evaluate", "-p", tmp_path / "in", "--gt", tmp_path / "missing", "-o", out],
+        "evaluate --gt empty": ["evaluate", "-p", tmp_path / "in", "--gt", tmp_path / "empty", "-o", out],
+        "evaluate --fid-ref missing": ["evaluate", "-p", tmp_path / "in", "--fid-ref", tmp_path / "missing.npz",
+                                       "-o", out],
+        "download --home FILE": ["download", "--home", tmp_path / "FILE", "-q"],
+        "download --home FILE/sub": ["download", "--home", tmp_path / "FILE" / "sub", "-q"],
+        "download --home /proc/x": ["download", "--home", "/proc/x", "-q"],
+        "download --list --home FILE": ["download", "--list", "--home", tmp_path / "FILE"],
+    }[case]
+    before = tree(tmp_path)
+    code, err = run_cli(args, capsys)
+    assert code == 2, err
+    one_error_line(err)
+    assert tree(tmp_path) == before  # nothing made, nothing written
+
+
+# Also: for any pair of (input, output) folders, no command writes inside an input folder
+RELATIONS = ["apart", "equal", "output inside input", "input inside output", "output is a link to input",
+             "output inside a link to input", "input is a link to output"]
+COMMANDS = ["align", "degrade -o", "degrade --gt-dir", "evaluate --pred", "evaluate --gt"]
+
+
+def _folders(tmp_path: Path, relation: str) -> tuple[Path, Path, Path]:
+    """(the real input folder, the input as given, the output as given) for one relation."""
+    real = {"input inside output": tmp_path / "out" / "photos"}.get(relation, tmp_path / "photos")
+    write_faces(real, 3, size=64)
+    (tmp_path / "link").symlink_to(real if "link to input" in relation else tmp_path / "out",
+                                   target_is_directory=True)
+    given_in = tmp_path / "link" if relation == "input is a link to output" else real
+    output = {"apart": tmp_path / "out", "equal": real, "output inside input": real / "sub",
+              "input inside output": tmp_path / "out", "output is a link to input": tmp_path / "link",
+              "output inside a link to input": tmp_path / "link" / "sub",
+              "input is a link to output": tmp_path / "out"}[relation]
+    if relation == "input is a link to output":
+        real.rename(tmp_path / "out")
+        real = tmp_path / "out"
+    return real, given_in, output
+
+
+@pytest.mark.parametrize("relation", RELATIONS)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_command_writes_inside_an_input_folder(command, relation, tmp_path, capsys):
+    real, given_in, output = _folders(tmp_path, relation)
+    other = tmp_path / "other"
+    write_faces(other, 3, size=64)
+    args = {"align": ["align", given_in, "-o", output, "--size", "32"],
+            "degrade -o": ["degrade", given_in, "-o", output, "--size", "32"],
+            "degrade --gt-dir": ["degrade", given_in, "-o", tmp_path / "lq", "--gt-dir", output, "--size", "32"],
+            "evaluate --pred": ["evaluate", "-p", given_in, "--gt", other, "-o", output, "--metrics", "psnr"],
+            "evaluate --gt": ["evaluate", "-p", other, "--gt", given_in, "-o", output, "--metrics", "psnr"]}[command]
+    before, before_other = tree(real), tree(other)
+    code, err = run_cli([*args, "-q"], capsys)
+    assert "Traceback" not in err
+    assert tree(real) == before and tree(other) == before_other  # names, kinds, links and bytes
+    writes_into_input = relation not in ("apart", "input inside output")
+    if writes_into_input:
+        assert code == 2 and "input folder" in one_error_line(err)
+    else:
+        assert code == 0, err
+
+
+# Also: the seeded fuzz run over align, degrade and evaluate
+def test_fuzz_align_degrade_evaluate(tmp_path, capsys):
+    good, bad = _hostile_files(tmp_path / "in")
+    before = tree(tmp_path / "in")
+    runs = {"align": ["align", tmp_path / "in", "-o", tmp_path / "aligned", "--size", "32", "-q"],
+            "degrade": ["degrade", tmp_path / "in", "-o", tmp_path / "lq", "--gt-dir", tmp_path / "gt", "--size", "32",
+                        "-q"]}
+    for name, args in runs.items():
+        code, err = run_cli(args, capsys)
+        assert code == 1 and "Traceback" not in err, name
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == len(bad), name
+        for path in bad:
+            assert sum(str(path) in line for line in errors) == 1, (name, path)
+        assert tree(tmp_path / "in") == before, name
+    assert sorted(p.stem for p in (tmp_path / "lq").glob("*.png")) == sorted(p.stem for p in good)
+    assert json.loads((tmp_path / "aligned" / "manifest.json").read_text())["no_face"] == [str(p) for p in good]
+    # evaluate: the hostile files as restored images, each paired with a good ground truth
+    write_faces(tmp_path / "clean", 1)
+    (tmp_path / "truth").mkdir()
+    for path in good + bad:
+        (tmp_path / "truth" / f"{path.stem}.png").write_bytes((tmp_path / "clean" / "face0.png").read_bytes())
+    code, err = run_cli(["evaluate", "-p", tmp_path / "in", "--gt", tmp_path / "truth", "-o", tmp_path / "ev",
+                         "--metrics", "psnr,ssim", "-q"], capsys)
+    assert code == 0 and "Traceback" not in err
+    means = json.loads((tmp_path / "ev" / "means_in.json").read_text())
+    assert means["n_images"] == len(good)
+    for path in bad:
+        assert sum(str(path) in line for line in means["problems"]) == 1, path
+    assert tree(tmp_path / "in") == before
+    for folder in ("aligned", "lq", "gt", "ev"):
+        assert not [p for p in (tmp_path / folder).rglob(".*")], folder  # no temp file left
+
+
+# Debt: the up-front checks' one home (cli/checks.py); check_output_folder covers restore's own check
+def test_shared_checks(tmp_path):
+    from osdface.cli import checks
+    from osdface.errors import OSDFaceError
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "file").write_text("x")
+    checks.check_output_folder(tmp_path / "new" / "out", [tmp_path / "in", tmp_path / "file"])
+    assert (tmp_path / "new" / "out").is_dir() and not list((tmp_path / "new" / "out").iterdir())  # made, probe gone
+    checks.check_output_folder(tmp_path / "later", create=False)
+    assert not (tmp_path / "later").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    for output, message in [(tmp_path / "file", "is a file, not a folder"), (tmp_path / "in", "also an input folder"),
+                            (tmp_path / "in" / "a" / "b", "inside the input folder"),
+                            (tmp_path / "file" / "sub", "cannot write there")]:
+        for create in (True, False):
+            with pytest.raises(OSDFaceError, match=message):
+                checks.check_output_folder(output, [tmp_path / "in"], create=create)
+    assert not (tmp_path / "in" / "a").exists()
+    checks.check_new_file(tmp_path / "report.json", "--report")
+    for path, message in [(tmp_path, "is a folder"), (tmp_path / "nowhere" / "r.json", "does not exist"),
+                          (tmp_path / "file" / "r.json", "is not a folder")]:
+        with pytest.raises(OSDFaceError, match=message):
+            checks.check_new_file(path, "--report")
+    assert checks.check_int_range(5, 0, 2**63 - 1, "--seed") == 5
+    with pytest.raises(OSDFaceError, match="--seed 99999999999999999999999: must be between 0 and"):
+        checks.check_int_range(99999999999999999999999, 0, 2**63 - 1, "--seed")

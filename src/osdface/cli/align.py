@@ -11,7 +11,7 @@ import typer
 def align(
     inputs: Annotated[List[Path], typer.Argument(help="Photos and/or folders of photos.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the aligned crops (STEM_KK.png) and manifest.json.")],
-    size: Annotated[int, typer.Option(min=16, help="Side of the aligned crops in pixels (the model's sample_size: 512 for the paper's, 128 for mini).")] = 512,
+    size: Annotated[int, typer.Option(min=16, max=2048, help="Side of the aligned crops in pixels (the model's sample_size: 512 for the paper's, 128 for mini).")] = 512,
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Keep only the face nearest each photo's centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="At most this many faces per photo, the largest first.")] = None,
@@ -25,9 +25,20 @@ def align(
     landmarks and affine of each face; photos without a face; failures).
 
     Photos without a face are listed (a note, not a failure); an unreadable photo costs one error
-    line and the rest goes on (exit status 1).
+    line and the rest goes on (exit status 1). OUTPUT may not be an input folder or lie inside one,
+    and a manifest.json there that align did not write is never replaced.
     """
+    from ..errors import OSDFaceError
+    from ..face import DETECTORS
     from ..face.align_folder import align_folder
+    from .checks import check_choice, check_output_folder
+
+    # 1. Flags and paths, before any detector loads or anything is written.
+    check_choice(detector, sorted(DETECTORS), "--detector")
+    if detector_weights and not Path(detector_weights).exists():
+        raise OSDFaceError(f"--detector-weights {detector_weights}: no such file or folder")
+    check_output_folder(output, inputs, holds="the aligned crops", create=False)  # (made by align_folder)
+    _check_manifest(output)
 
     summary = align_folder(inputs, output, size=size, detector=detector, detector_weights=detector_weights,
                            overwrite=overwrite, progress=not quiet, only_center_face=only_center_face,
@@ -40,3 +51,22 @@ def align(
     typer.echo(str(summary), err=True)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _check_manifest(output: Path) -> None:
+    """Refuse an OUTPUT whose manifest.json was not written by ``osdface align`` (it would be replaced)."""
+    import json
+
+    from ..errors import OSDFaceError
+    from ..face.align_folder import MANIFEST
+
+    path = output / MANIFEST
+    if not path.exists():
+        return
+    try:
+        ours = json.loads(path.read_text()).get("template") == "ffhq-5point"
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise OSDFaceError(f"--output {output}: holds a {MANIFEST} that osdface align did not write; it is not "
+                           "replaced. Choose another folder")

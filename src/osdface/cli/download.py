@@ -29,11 +29,18 @@ def download(
     from ..download import download as run_download
     from ..download import load_catalog, verify as run_verify
     from ..download.run import home_folder
+    from .checks import check_not_a_file, check_output_folder
 
     def note(line: str) -> None:
         if not quiet:
             typer.echo(f"note: {line}", err=True)
 
+    # --home: a folder (or one that can be made); it is only read by --list and --verify
+    flag = "--home" if home else "weights folder ($OSDFACE_HOME)"
+    if list_ or verify:
+        check_not_a_file(home_folder(home), flag, holds="the weights")
+    else:
+        check_output_folder(home_folder(home), flag=flag, holds="the weights", create=False)
     if list_:
         _print_catalog(load_catalog(home_folder(home)), home_folder(home))
         return

@@ -46,6 +46,21 @@ def parse_metrics(value: str, has_gt: bool) -> list[str]:
     return names
 
 
+def check_inputs_and_output(methods: dict[str, Path], gt: Path | None, fid_ref: Path | None, output: Path) -> None:
+    """Every --pred and the --gt folder hold images, --fid-ref exists, and OUTPUT can be written outside them."""
+    from ..errors import OSDFaceError
+    from .checks import check_input_folder, check_output_folder
+
+    for folder in methods.values():
+        check_input_folder(folder, "--pred")
+    if gt is not None:
+        check_input_folder(gt, "--gt")
+    if fid_ref is not None and not fid_ref.exists():
+        raise OSDFaceError(f"--fid-ref {fid_ref}: no such file or folder")
+    inputs = [*methods.values(), *(p for p in (gt, fid_ref) if p is not None)]
+    check_output_folder(output, inputs, holds="the tables", create=False)  # (made when the tables are written)
+
+
 def evaluate(
     pred: Annotated[list[str], typer.Option("--pred", "-p", help="Folder of restored images, or NAME=DIR. Repeat for one table row per method (default name: the folder's name).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for per_image.csv, means_METHOD.json and table.md (created if needed).")],
@@ -68,7 +83,8 @@ def evaluate(
     layout, one row per method), and prints the table. A metric that cannot run here (no ground truth,
     pyiqa not installed, weight file missing, no FID reference, ...) is reported with the reason, not an
     error. Unpaired or unreadable files are reported and left out. The exit status is 0 when the evaluation
-    ran, 1 when no image could be evaluated at all.
+    ran, 1 when no image could be evaluated at all. A missing or empty --pred or --gt folder, or an OUTPUT
+    that is a file or lies in an input folder, is refused before any metric runs (exit status 2, nothing written).
     """
     from ..errors import OSDFaceError
     from ..metrics.evaluate import evaluate_folders
@@ -79,6 +95,7 @@ def evaluate(
         raise OSDFaceError(f"--fid-mode must be auto, clean or pytorch-fid, got {fid_mode!r}")
     methods = parse_pred(pred)
     names = parse_metrics(metrics, gt is not None)
+    check_inputs_and_output(methods, gt, fid_ref, output)
     result = evaluate_folders(methods, gt_dir=gt, metrics=names, fid_ref=fid_ref, device=device,
                               batch_size=batch_size, progress=not quiet, weights_dir=weights_dir,
                               dataset=dataset, deg_exclude_below=None if deg_keep_identical else 1.0,

@@ -16,6 +16,10 @@ pixels), not on which other files are in the folder or the processing order.
 Re-runs are resumable: existing outputs are kept (not recomputed when the manifest already has
 their entry) unless ``overwrite``; a folder made with another preset/seed/size is refused unless
 ``overwrite``. Writes are atomic. A bad input is reported in one line and the rest goes on.
+
+Only our own files are ever replaced: a file under an output name that the manifest does not list and
+that does not hold exactly this run's output is reported (one line) and left alone, even with
+``overwrite``, and a ``manifest.json`` that degrade did not write refuses the folder.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
+from ..errors import ImageReadError
 from ..files import write_text_atomic
 from ..image_utils import read_image, write_image_atomic
 from .datasets import MANIFEST_NAME, DatasetError, scan_images
@@ -66,18 +72,29 @@ def _write_json_atomic(data: Any, path: Path) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
-def _previous_entries(manifest_path: Path, header: dict, overwrite: bool) -> dict[str, dict]:
-    """Entries of an earlier run into the same folder, by output name; refuses a different setup."""
-    if overwrite or not manifest_path.is_file():
-        return {}
+def _previous_manifest(manifest_path: Path) -> dict | None:
+    """An earlier run's manifest (None if there is none); one that degrade did not write is refused, as it
+    would be replaced (whatever ``overwrite`` says)."""
+    if not manifest_path.exists():
+        return None
     try:
         old = json.loads(manifest_path.read_text())
-        old_header = {k: old[k] for k in header}
-        entries = {e["output"]: e for e in old["images"]}
-    except (ValueError, KeyError, TypeError):
+        if (not isinstance(old, dict) or not {"preset", "seed", "size", "images"} <= set(old)
+                or not all(isinstance(e, dict) and "output" in e for e in old["images"])):
+            raise ValueError("not ours")
+    except (OSError, ValueError, TypeError):
         raise DatasetError(
-            f"{manifest_path}: existing manifest cannot be read; pass overwrite=True to regenerate the folder"
+            f"{manifest_path}: not a manifest of osdface degrade; it is not replaced (choose another output folder)"
         ) from None
+    return old
+
+
+def _previous_entries(old: dict | None, manifest_path: Path, header: dict, overwrite: bool) -> dict[str, dict]:
+    """Entries of an earlier run into the same folder, by output name; refuses a different setup."""
+    if overwrite or old is None:
+        return {}
+    old_header = {k: old.get(k) for k in header}
+    entries = {e["output"]: e for e in old["images"]}
     if old_header != header:
         diff = [k for k in header if old_header.get(k) != header[k]]
         raise DatasetError(
@@ -86,6 +103,25 @@ def _previous_entries(manifest_path: Path, header: dict, overwrite: bool) -> dic
             "use another output folder or overwrite=True"
         )
     return entries
+
+
+def _ours(old: dict | None, gt_dir: Path | None) -> tuple[set[str], set[str]]:
+    """(LQ names, GT names) an earlier run into this folder wrote, by its manifest: files it may replace."""
+    if old is None:
+        return set(), set()
+    lq = {e["output"] for e in old["images"]}
+    same_gt = gt_dir is not None and old.get("gt_dir") == str(gt_dir.resolve())
+    return lq, {e["gt"] for e in old["images"] if e.get("gt")} if same_gt else set()
+
+
+def _holds(path: Path, image) -> bool:
+    """Whether ``path`` holds exactly ``image`` (an earlier run's output with no manifest entry yet)."""
+    if image.ndim == 2:  # a gray target: read back as three equal channels
+        image = np.repeat(image[..., None], 3, axis=2)
+    try:
+        return np.array_equal(read_image(path), image)
+    except (ImageReadError, OSError, ValueError):
+        return False
 
 
 def degrade_folder(
@@ -129,12 +165,14 @@ def degrade_folder(
             )
         stems[p.stem] = p
 
+    manifest_path = lq_dir / MANIFEST_NAME
+    old = _previous_manifest(manifest_path)
+    header = {"preset": cfg.name, "config": cfg.to_dict(), "seed": int(seed), "size": size}
+    entries = _previous_entries(old, manifest_path, header, overwrite)
+    ours_lq, ours_gt = _ours(old, gt_dir)
     lq_dir.mkdir(parents=True, exist_ok=True)
     if gt_dir is not None:
         gt_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = lq_dir / MANIFEST_NAME
-    header = {"preset": cfg.name, "config": cfg.to_dict(), "seed": int(seed), "size": size}
-    entries = _previous_entries(manifest_path, header, overwrite)
     summary = DegradeFolderSummary(lq_dir=lq_dir, manifest_path=manifest_path, total=len(sources))
 
     for src in tqdm(sources, desc="degrade", unit="img", disable=not progress, file=sys.stderr):
@@ -147,12 +185,23 @@ def degrade_folder(
         try:
             hq = fit_square(read_image(src), size)
             lq, params = degrade(hq, cfg, rng_for(seed, image_key(src.name)))
+            files = [(out, lq, out.name in ours_lq)]
+            if gt_out is not None:
+                files.append((gt_out, target_for(hq, params), gt_out.name in ours_gt))
+            # A file that is there is replaced only if an earlier run wrote it (listed in the manifest, or
+            # holding exactly this output: a run stopped before its manifest); anything else is left alone.
+            foreign = [path for path, image, listed in files
+                       if path.exists() and not listed and not _holds(path, image)]
+            if foreign:
+                one = len(foreign) == 1
+                raise DatasetError(f"{src}: {' and '.join(map(str, foreign))} already exist{'s' if one else ''} and "
+                                   f"osdface degrade did not write {'it' if one else 'them'}; not replaced (move "
+                                   f"{'it' if one else 'them'} away, or choose another folder)")
             if exists and not overwrite:
                 summary.skipped_existing += 1  # kept as is; params re-derived for the manifest
             else:
-                write_image_atomic(lq, out)
-                if gt_out is not None:
-                    write_image_atomic(target_for(hq, params), gt_out)
+                for path, image, _ in files:
+                    write_image_atomic(image, path)
                 summary.written += 1
         except Exception as err:  # one bad input must not stop the folder  # noqa: BLE001
             line = str(err) if str(src) in str(err) else f"{src}: {type(err).__name__}: {err}"
@@ -170,6 +219,7 @@ def degrade_folder(
     manifest = {
         **header,
         "seeding": "rng_for(seed, crc32(source file name))",
+        "gt_dir": str(gt_dir.resolve()) if gt_dir is not None else None,
         "images": [entries[k] for k in sorted(entries)],
     }
     _write_json_atomic(manifest, manifest_path)
