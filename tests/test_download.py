@@ -125,6 +125,19 @@ def server(monkeypatch):
     srv.close()
 
 
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    """The hosts' probe asks the loopback server for real; any other host counts as reachable without a
+    packet sent (the tests that simulate no network say so themselves)."""
+    from urllib.parse import urlsplit
+
+    from osdface.download import fetch
+
+    real = fetch._ask
+    monkeypatch.setattr(fetch, "_ask", lambda url, timeout: real(url, timeout)
+                        if urlsplit(url).hostname in ("127.0.0.1", "localhost") else None)
+
+
 @pytest.fixture
 def plenty_of_disk(monkeypatch):
     """The packaged targets' size estimates (GB) must not depend on the test machine's free space."""
@@ -506,10 +519,103 @@ def test_one_download_per_home_at_a_time(tmp_path, server):
 
     home = tmp_path / "home"
     write_sources(home, {"fake": fake_target(url_source("good", serve_fake(server)))})
+    theirs = home / "fake" / ".download" / "good"
+    theirs.mkdir(parents=True)  # the other download's staging folder, empty for now
     with open(home / ".download.lock", "a") as held:  # another process's `osdface download`, as the OS sees it
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(DownloadError, match="another `osdface download` is running"):
             run(home)
+        assert theirs.is_dir() and (home / ".download.lock").exists()  # not ours to tidy
         fcntl.flock(held, fcntl.LOCK_UN)
     run(home)
     assert (home / "fake" / "a.bin").read_bytes() == A
+    assert not (home / ".download.lock").exists() and not (home / "fake" / ".download").exists()
+
+
+# ----------------------------------------------------------------------------- no network (issue 19, item 7)
+
+
+def test_offline_fails_fast_one_line_per_source_and_leaves_nothing(tmp_path, capsys, monkeypatch, plenty_of_disk):
+    """The packaged sd21-base sources (three hub repositories, two ModelScope ones) with every host down: the
+    hub client is never left to retry, each source costs one line, and the run leaves no folder or lock."""
+    from huggingface_hub import constants
+
+    dead = closed_port_url().rstrip("/")
+    monkeypatch.setattr(constants, "ENDPOINT", dead)  # what HF_ENDPOINT sets
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("MODELSCOPE_DOMAIN", dead)
+    home = tmp_path / "home"
+    import time
+
+    start = time.monotonic()
+    code, _, err = run_cli(["download", "sd21-base", "--home", home], capsys)
+    assert time.monotonic() - start < 10
+    assert code == 2 and "Traceback" not in err and "Retry" not in err
+    lines = err.strip().splitlines()
+    failed = [line for line in lines if line.startswith("note: sd21-base: ") and " failed (" in line]
+    assert len(failed) == 5 and len({line.split(" failed")[0] for line in failed}) == 5  # one per source
+    assert sum(line.startswith("error: ") for line in lines) == 1 and lines[-1].startswith("error: sd21-base: ")
+    assert "Connection refused" in lines[-1] and "not in the local Hugging Face cache" in lines[-1]
+    assert not home.exists()  # made by this run, left empty: removed (staging folders and the lock too)
+
+    home.mkdir()
+    (home / "mine.txt").write_text("kept")
+    code, _, err = run_cli(["download", "sd21-base", "--home", home, "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in home.rglob("*")) == ["mine.txt"]  # no .download/<source>/, no lock
+
+
+def test_a_host_that_never_answers_costs_one_wait(tmp_path, monkeypatch):
+    """A black-holed network (a name lookup or connection that hangs): every host is asked once, all at
+    once, and waited for PROBE_TIMEOUT seconds at most."""
+    import time
+
+    from osdface.download import fetch
+
+    monkeypatch.setattr(fetch, "PROBE_TIMEOUT", 0.3)
+    asked = []
+
+    def hang(url, timeout):
+        asked.append(url)
+        time.sleep(30)
+
+    monkeypatch.setattr(fetch, "_ask", hang)
+    home = tmp_path / "home"
+    write_sources(home, {"fake": fake_target(url_source("a", "http://mirror-a.invalid/x/"),
+                                             url_source("a2", "http://mirror-a.invalid/y/"),
+                                             url_source("b", "http://mirror-b.invalid/"))})
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"mirror-a.invalid \(offline, or the host is down: no answer within"):
+        run(home)
+    assert time.monotonic() - start < 2.5
+    assert sorted(asked) == ["http://mirror-a.invalid/", "http://mirror-b.invalid/"]
+    assert sorted(p.name for p in home.iterdir()) == ["download_sources.yaml"]  # no fake/, no lock
+
+
+def test_a_hub_that_fails_on_its_own_is_not_asked_again(tmp_path, monkeypatch, plenty_of_disk):
+    """The probe got through (e.g. to a proxy) but the hub client could not reach the hub: the next hub
+    sources only look into the local cache, and the client's retry lines are not shown."""
+    import logging
+
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def download(repo, filename, **kw):
+        calls.append((repo, kw["local_files_only"], logging.getLogger("huggingface_hub").getEffectiveLevel()))
+        raise LocalEntryNotFoundError("cannot reach the hub and no cached file")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    home = tmp_path / "home"
+    hub = [{"name": f"hub{i}", "kind": "hub", "repo": f"org/repo{i}"} for i in range(3)]
+    write_sources(home, {"fake": fake_target(*hub)})
+    with pytest.raises(DownloadError, match="hub0 .*: cannot reach"):
+        run(home)
+    assert [c[:2] for c in calls] == [("org/repo0", False), ("org/repo1", True), ("org/repo2", True)]
+    assert all(level >= logging.ERROR for *_, level in calls)

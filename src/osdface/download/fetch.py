@@ -6,6 +6,10 @@ final name with ``os.replace``: a final name never holds a partial or unverified
 was there is only replaced by a complete, verified new one. Partial plain-HTTP downloads stay in the
 staging area as ``<name>.part`` and are resumed with a Range request by the next attempt or run.
 
+Before a source is asked for a file, its host is asked once per run (one HEAD request, through the
+proxies the environment names, all hosts at once, ``PROBE_TIMEOUT`` seconds): with no network every
+source fails at once with one reason, instead of each transport retrying until it times out.
+
 Transports: plain HTTP(S) and ModelScope through ``requests``; the Hugging Face hub through
 ``huggingface_hub.hf_hub_download`` (its cache, HF_ENDPOINT, HF_HUB_OFFLINE and tokens apply); Google
 Drive through the optional ``gdown``; a local folder by copying.
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,8 @@ CHUNK = 1 << 20
 HTTP_CHUNK = 1 << 16  # what a dropped connection can cost: the last, incomplete chunk is not kept
 DISK_MARGIN = 64 << 20  # left free besides what is downloaded
 GDOWN_HINT = "pip install 'osdface[download]'"
+PROBE_TIMEOUT = 5.0  # seconds a host has to answer before its sources count as unreachable
+DRIVE_URL = "https://drive.google.com/"
 
 
 @dataclass
@@ -115,6 +123,94 @@ def _first_line(err: BaseException) -> str:
     return (text[:300] + "…" if len(text) > 300 else text) or type(err).__name__
 
 
+# ----------------------------------------------------------------------------- can the host be reached?
+
+
+def _ask(url: str, timeout: float) -> Optional[str]:
+    """None when the server of ``url`` answers at all (any HTTP status), else why it does not."""
+    import requests
+
+    try:
+        requests.head(url, timeout=timeout, allow_redirects=False, headers={"User-Agent": _user_agent()})
+    except requests.RequestException as err:
+        return _connect_reason(err)
+    return None
+
+
+class _Probe:
+    """One host asked in the background; ``reason()`` waits for the answer (at most ``PROBE_TIMEOUT``
+    seconds after the start, a name lookup that hangs included)."""
+
+    def __init__(self, url: str, reason: Optional[str] = None, asked: bool = True):
+        self._reason = reason
+        self._done = threading.Event()
+        self._deadline = time.monotonic() + PROBE_TIMEOUT + 0.5
+        if not asked:
+            self._done.set()
+            return
+        threading.Thread(target=self._run, args=(url,), daemon=True, name=f"osdface-probe {_host(url)}").start()
+
+    def _run(self, url: str) -> None:
+        try:
+            self._reason = _ask(url, PROBE_TIMEOUT)
+        except Exception as err:  # noqa: BLE001 - whatever stops the request is the reason
+            self._reason = _first_line(err)
+        self._done.set()
+
+    def reason(self) -> Optional[str]:
+        if self._done.wait(max(0.0, self._deadline - time.monotonic())):
+            return self._reason
+        return f"no answer within {PROBE_TIMEOUT:.0f} s"
+
+
+def _root(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def start_probe(url: str, ctx: Context) -> _Probe:
+    """Ask the host of ``url`` once per ``download`` call (later calls return the same probe)."""
+    key = ("probe", _root(url))
+    if key not in ctx.cache:
+        ctx.cache[key] = _Probe(_root(url))
+    return ctx.cache[key]
+
+
+def unreachable(url: str, ctx: Context) -> Optional[str]:
+    """Why the host of ``url`` cannot be reached, or None."""
+    return start_probe(url, ctx).reason()
+
+
+def mark_unreachable(url: str, ctx: Context, reason: str) -> None:
+    """The host failed on its own (e.g. behind a proxy the probe reached): its other sources are not asked."""
+    ctx.cache[("probe", _root(url))] = _Probe(_root(url), reason, asked=False)
+
+
+def probe_urls(source: Source, specs: list[FileSpec]) -> list[str]:
+    """The hosts (as URLs) that ``source`` would ask for ``specs``; none for a folder or an offline hub."""
+    if source.kind in ("url", "modelscope"):
+        urls = []
+        for spec in specs:
+            try:
+                urls.append(url_for(source, spec))
+            except SourceFailed:
+                continue
+        return urls
+    if source.kind == "hub":
+        from huggingface_hub import constants
+
+        return [] if _hub_offline(constants) else [constants.ENDPOINT + "/"]
+    if source.kind == "gdrive":
+        return [DRIVE_URL]
+    return []
+
+
+def _hub_offline(constants) -> bool:
+    return constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
+
+
 # ----------------------------------------------------------------------------- plain HTTP (and ModelScope)
 
 
@@ -145,6 +241,10 @@ def fetch_http(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) ->
     import requests
 
     url = url_for(source, spec)
+    reason = unreachable(url, ctx)
+    if reason:
+        raise SourceFailed(f"cannot connect to {_host(url)} (offline, or the host is down: {reason})",
+                           whole_source=True)
     dest = dest_root / spec.path
     part = staging_path(dest_root, spec, source, ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -322,11 +422,20 @@ def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> 
     except ImportError:  # huggingface_hub < 0.24 kept them in utils
         from huggingface_hub import utils as errors
 
-    offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
-    kwargs = {"revision": source.revision}
-    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # bars even when the CLI silences the hub's
+    offline = _hub_offline(constants)
+    endpoint = constants.ENDPOINT
+    # Unreachable: only the hub cache is looked at (the client would retry for half a minute, line after line).
+    down = None if offline else unreachable(endpoint + "/", ctx)
+    kwargs = {"revision": source.revision, "local_files_only": bool(down)}
+    parameters = inspect.signature(hf_hub_download).parameters
+    if "tqdm_class" in parameters:  # bars even when the CLI silences the hub's
         kwargs["tqdm_class"] = tqdm if ctx.progress else functools.partial(tqdm, disable=True)
+    if "endpoint" in parameters:
+        kwargs["endpoint"] = endpoint
     where = f"{source.repo}@{(source.revision or 'main')[:12]}"
+    hub_log = logging.getLogger("huggingface_hub")  # its retry lines: our one line per source says it all
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         cached = hf_hub_download(source.repo, spec.remote, **kwargs)
     except errors.GatedRepoError:
@@ -341,8 +450,10 @@ def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> 
         if offline:
             raise SourceFailed(f"{spec.remote} of {where} is not in the local Hugging Face cache "
                                f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 forbids downloading") from None
-        raise SourceFailed(f"cannot reach {constants.ENDPOINT} (offline?) and {spec.remote} of {where} is not in "
-                           "the local Hugging Face cache", whole_source=True) from None
+        if not down:
+            mark_unreachable(endpoint + "/", ctx, "offline?")
+        raise SourceFailed(f"cannot reach {endpoint} ({down or 'offline?'}) and {spec.remote} of {where} is not "
+                           "in the local Hugging Face cache", whole_source=True) from None
     except errors.EntryNotFoundError:
         raise SourceFailed(f"{spec.remote} not found in {where}") from None
     except errors.HfHubHTTPError as err:
@@ -354,6 +465,8 @@ def fetch_hub(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> 
         raise SourceFailed(f"{where}: {_first_line(err)}") from None
     except Exception as err:  # noqa: BLE001 - transport errors of the hub client (httpx) and the like
         raise SourceFailed(f"{where}: {type(err).__name__}: {_first_line(err)}", whole_source=True) from None
+    finally:
+        hub_log.setLevel(level)
     return copy_verified(Path(cached), spec, dest_root, source, ctx)
 
 
@@ -404,6 +517,10 @@ def _drive_file_ids(gdown, source: Source, dest_root: Path, ctx: Context) -> dic
 
 def fetch_gdrive(source: Source, spec: FileSpec, dest_root: Path, ctx: Context) -> str:
     gdown = _gdown()
+    reason = unreachable(DRIVE_URL, ctx)
+    if reason:
+        raise SourceFailed(f"cannot connect to {_host(DRIVE_URL)} (offline, or the host is down: {reason})",
+                           whole_source=True)
     file_id = source.file_ids.get(spec.path) or source.file_ids.get(spec.remote)
     if not file_id:
         ids = _drive_file_ids(gdown, source, dest_root, ctx)

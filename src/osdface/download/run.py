@@ -9,7 +9,8 @@ from typing import Callable, Optional
 
 from .checks import CONVERTED_SIZE, convert_paper, run_check
 from .errors import DownloadError, SourceFailed
-from .fetch import FETCHERS, STAGING, Context, clear_staging, ensure_space, human, sha256_file
+from .fetch import (FETCHERS, STAGING, Context, clear_staging, ensure_space, human, probe_urls, sha256_file,
+                    start_probe)
 from .manifest import entry, read_manifest, record, unchanged_since_recorded
 from .manifest import verify as verify_manifest
 from .sources import FileSpec, Target, choose_sources, load_catalog, resolve
@@ -50,13 +51,24 @@ def download(what: str = "paper", *, home: Optional[str | Path] = None, source: 
     leaves, wants_convert = resolve(catalog, what, variant)
     leaves = choose_sources(leaves, source, notify)
     ctx = Context(progress=progress, notify=notify, retries=retries, backoff=backoff)
-    with _home_lock(home):
-        return _download(what, home, leaves, wants_convert and convert, ctx)
+    made = [p for p in [home, *(home / t.folder for t in leaves)] if not p.exists()]  # folders this run makes
+    try:
+        with _home_lock(home):
+            try:
+                return _download(what, home, leaves, wants_convert and convert, ctx)
+            except BaseException:
+                _tidy(home, leaves, made)  # (under the lock: no other download is using these folders)
+                raise
+    except BaseException:
+        if home in made:
+            _remove_if_empty(home)  # (its lock file is gone by now)
+        raise
 
 
 @contextlib.contextmanager
 def _home_lock(home: Path):
-    """One ``osdface download`` per home folder at a time (they would write the same partial files)."""
+    """One ``osdface download`` per home folder at a time (they would write the same partial files). The
+    lock file goes when the download ends (removed while still held: a waiting lock sees it gone)."""
     from filelock import FileLock, Timeout
 
     home.mkdir(parents=True, exist_ok=True)
@@ -69,7 +81,26 @@ def _home_lock(home: Path):
     try:
         yield
     finally:
+        (home / LOCK_FILE).unlink(missing_ok=True)
         lock.release()
+
+
+def _tidy(home: Path, leaves: list[Target], made: list[Path]) -> None:
+    """After a failed download: empty staging folders (``.download/<source>/...``) go, and so do the folders
+    this run made and left empty. Partial files stay (the next run resumes them), and so do their folders."""
+    for target in leaves:
+        staging = home / target.folder / STAGING
+        if staging.is_dir():
+            for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                _remove_if_empty(folder)
+            _remove_if_empty(staging)
+    for folder in sorted(made, key=lambda p: -len(p.parts)):
+        _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (or gone): kept
+        folder.rmdir()
 
 
 def _download(what: str, home: Path, leaves: list[Target], convert: bool, ctx: Context) -> list[TargetResult]:
@@ -82,6 +113,10 @@ def _download(what: str, home: Path, leaves: list[Target], convert: bool, ctx: C
         needed += CONVERTED_SIZE
     if needed > 0:
         ensure_space(home, needed, f"{what} ({human(needed)})")
+    for target, (missing, _) in zip(leaves, plans):  # every host asked at once, in the background
+        for source in target.sources if missing else []:
+            for url in probe_urls(source, missing):
+                start_probe(url, ctx)
 
     results = []
     for target, (missing, present) in zip(leaves, plans):
