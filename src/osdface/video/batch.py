@@ -75,6 +75,8 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
             continue
         report.done.append(dst)
         summary = f"{result.frames} frames, {result.faces} faces in {result.tracks} track(s)"
+        if set(result.actions) - {"restored"}:
+            summary += " (face-frames: " + ", ".join(f"{n} {a}" for a, n in sorted(result.actions.items())) + ")"
         report.notes.extend(f"{src}: {n}" for n in result.notes)
         for n in result.notes:
             log(f"note: {src}: {n}")

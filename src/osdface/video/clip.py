@@ -36,6 +36,7 @@ from .restorer import VideoFaceRestorer
 class ClipResult:
     frames: int = 0
     faces: int = 0  # faces restored, summed over frames
+    actions: dict = field(default_factory=dict)  # no-harm verdicts ("restored", "blended", "kept"), face-frames each
     tracks: int = 0
     resumed_at: int = 0  # first frame restored by this run (0: from the start)
     notes: list[str] = field(default_factory=list)
@@ -77,8 +78,15 @@ def sidecar_path(output: Path) -> Path:
 def _frame_record(restored) -> dict:
     return {"frame": restored.index, "pts": restored.pts,
             "faces": [{"track": tid, "box_xyxy": np.round(f.box, 2).tolist(),
-                       "landmarks5": np.round(f.landmarks5, 2).tolist(), "score": round(float(f.score), 4)}
+                       "landmarks5": np.round(f.landmarks5, 2).tolist(), "score": round(float(f.score), 4),
+                       **(_verdict_fields(f.verdict) if f.verdict is not None else {})}
                       for tid, f in zip(restored.track_ids, restored.faces)]}
+
+
+def _verdict_fields(verdict) -> dict:
+    """The per-face verdict, kept short in a video's sidecar (one record per face and frame)."""
+    record = verdict.to_json()
+    return {k: record[k] for k in ("native_size", "model_size", "fusion", "model_weight", "identity", "action")}
 
 
 def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], VideoFaceRestorer], settings: dict,
@@ -136,6 +144,9 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
             last = restored.index
             result.frames += 1
             result.faces += len(restored.track_ids)
+            for face in restored.faces:
+                if face.verdict is not None:
+                    result.actions[face.verdict.action] = result.actions.get(face.verdict.action, 0) + 1
             track_ids.update(restored.track_ids)
             bar.update(1)
             if progress and not interactive and result.frames % 50 == 0:

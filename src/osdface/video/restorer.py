@@ -15,7 +15,11 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    very prompts an uninterrupted run gets (an exponential average's endless memory would not).
 3. **Tracks bridge misses**: a face the detector loses for a frame or two between sightings is still
    restored at its interpolated position rather than popping out and back.
-4. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
+4. **One "never worse" decision per track** (when the face restorer has a ``no_harm`` rule): the model's
+   weight α from the input's detail (``NoHarm.detail_weight``) is averaged over the track's last
+   ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
+   identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
+5. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
    the face's own motion is already compensated), is blended with the track's previous one,
    ``o_t = w·o_{t−1} + (1 − w)·r_t`` with ``w = output_blend·max(0, 1 − |r_t − o_{t−1}| / 24)`` per
    pixel: texture that differs only by per-frame noise settles, while a real change (a blink, a word)
@@ -35,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..face.alignment import affine_scale
+from ..face.no_harm import top_octave_detail
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
@@ -97,6 +103,19 @@ class PromptSmoother(_PerTrack):
         return sum(w * f for w, f in zip(weights, history)) / sum(weights)
 
 
+class WeightSmoother(_PerTrack):
+    """Per-track mean of the no-harm rule's α over the last ``window`` frames (one decision per track)."""
+
+    def __init__(self, window: int = PROMPT_WINDOW):
+        super().__init__()
+        self.window = window
+
+    def __call__(self, track_id: int, weight: float) -> float:
+        history = self.state.setdefault(track_id, deque(maxlen=self.window))
+        history.append(float(weight))
+        return float(np.mean(history))
+
+
 class OutputBlender(_PerTrack):
     """Per-track blending of restored aligned faces (HWC uint8), gated by their difference (see module)."""
 
@@ -154,6 +173,7 @@ class VideoFaceRestorer:
         self.tracker = FaceTracker(history=max(32, 4 * self.stab.landmark_radius + 2 * self.stab.bridge_gap + 2))
         self.prompts = PromptSmoother(self.stab.prompt_momentum)
         self.blender = OutputBlender(self.stab.output_blend)
+        self.weights = WeightSmoother()
 
     def warmup_start(self, frame: int) -> int:
         """Where to start so that ``frame`` and the ones after come out as in an uninterrupted run: before
@@ -216,12 +236,23 @@ class VideoFaceRestorer:
                                       prompt_embeds=prompt_embeds)  # (B, 3, S, S) in [-1, 1]
             faces = [self.blender(tid, o) for tid, o in zip(track_ids[start:], tensor_to_numpy(out))]
             restored.extend(blend_fidelity(o, c, self.fidelity) for o, c in zip(faces, chunk))
+        # 4. One "never worse" weight per track: α from each frame's input detail, averaged along the track
+        weights = None
+        rule, size = self.faces.no_harm, self.faces.face_size
+        if rule is not None:
+            weights = []
+            for r in ready:
+                for crop, affine, tid in zip(r.prepared.crops, r.prepared.affines, r.track_ids):
+                    larger = rule.work_size(size / affine_scale(affine), size) > size
+                    weights.append(self.weights(tid, rule.detail_weight(top_octave_detail(crop), larger)))
         self.prompts.keep_only(self.tracker.tracks)
         self.blender.keep_only(self.tracker.tracks)
-        # 4. Paste back, frame by frame
+        self.weights.keep_only(self.tracker.tracks)
+        # 5. Paste back, frame by frame
         start = 0
         for r in ready:
             n = len(r.track_ids)
-            result = self.faces.finish(r.prepared, restored[start:start + n])
+            result = self.faces.finish(r.prepared, restored[start:start + n],
+                                       None if weights is None else weights[start:start + n])
             start += n
             yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids, result.faces)
