@@ -55,7 +55,7 @@ class BatchReport:
         text += f", {len(self.notes)} notes" if self.notes else ""
         lines = [text]
         if self.faces:
-            lines.append("faces: " + summarize([(f["action"], f.get("reason", "")) for f in self.faces]))
+            lines.append("faces: " + summarize(self.faces))
         return "\n".join([*lines, *(["failed:"] + [f"  {line}" for line in self.failed] if self.failed else [])])
 
     def to_json(self) -> dict:

@@ -16,7 +16,7 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
 3. **Tracks bridge misses**: a face the detector loses for a frame or two between sightings is still
    restored at its interpolated position rather than popping out and back.
 4. **One "never worse" decision per track** (when the face restorer has a ``no_harm`` rule): the model's
-   weight α from the input's detail (``NoHarm.detail_weight``) is averaged over the track's last
+   weight α from the input's detail (``NoHarm.weight_from_detail``) is averaged over the track's last
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
    identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
 5. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..face.alignment import affine_scale
 from ..face.no_harm import top_octave_detail
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
@@ -238,13 +237,12 @@ class VideoFaceRestorer:
             restored.extend(blend_fidelity(o, c, self.fidelity) for o, c in zip(faces, chunk))
         # 4. One "never worse" weight per track: α from each frame's input detail, averaged along the track
         weights = None
-        rule, size = self.faces.no_harm, self.faces.face_size
+        rule = self.faces.no_harm
         if rule is not None:
             weights = []
             for r in ready:
-                for crop, affine, tid in zip(r.prepared.crops, r.prepared.affines, r.track_ids):
-                    larger = rule.work_size(size / affine_scale(affine), size) > size
-                    weights.append(self.weights(tid, rule.detail_weight(top_octave_detail(crop), larger)))
+                for crop, tid in zip(r.prepared.crops, r.track_ids):
+                    weights.append(self.weights(tid, rule.weight_from_detail(top_octave_detail(crop))))
         self.prompts.keep_only(self.tracker.tracks)
         self.blender.keep_only(self.tracker.tracks)
         self.weights.keep_only(self.tracker.tracks)

@@ -1,0 +1,326 @@
+"""Never worse: the per-face rule (face/no_harm.py) in the restorer, the CLI, the aligned path and video."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from osdface.face import Detection, FaceRestorer
+from osdface.face.alignment import estimate_affine, template_landmarks, warp_face
+from osdface.face.no_harm import (
+    NoHarm,
+    band_change,
+    detail,
+    mix,
+    noise_sigma,
+    summarize,
+    top_octave_detail,
+)
+from osdface.face.paste import face_mask
+from osdface.face.synthetic import ASTRONAUT_LANDMARKS5
+
+S = 64  # the stand-in model's face size
+
+
+def blur_model(crops):
+    """A stand-in model that only blurs (it cannot add detail)."""
+    return [cv2.GaussianBlur(c, (0, 0), 1.5) for c in crops]
+
+
+def identity_model(crops):
+    return [c.copy() for c in crops]
+
+
+class FixedDetector:
+    def __init__(self, landmarks):
+        self.landmarks = np.asarray(landmarks, float)
+
+    def detect(self, image):
+        p = self.landmarks
+        centre, half = p.mean(0), 1.2 * np.ptp(p, axis=0).max()
+        return [Detection(box=np.r_[centre - half, centre + half], score=0.99, landmarks5=p)]
+
+
+class PixelIdentity:
+    """A stand-in identity measure: mean |difference| / 100 of the two crops (0 for the same face)."""
+
+    def distance(self, reference_crop, crop):
+        crop = cv2.resize(crop, reference_crop.shape[1::-1]) if crop.shape != reference_crop.shape else crop
+        return float(np.abs(reference_crop.astype(float) - crop.astype(float)).mean() / 100)
+
+
+def astronaut(scale=1.0):
+    photo = skimage.data.astronaut()
+    if scale != 1:
+        photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return photo, np.asarray(ASTRONAUT_LANDMARKS5, float) * scale
+
+
+def soft(photo, side):
+    """The photo with its detail cut to what ``side`` × ``side`` pixels hold (area down, bicubic back)."""
+    h, w = photo.shape[:2]
+    small = cv2.resize(photo, (side, side * h // w), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def face_region(photo, landmarks, size):
+    """The face's aligned crop at ``size`` (for comparing outputs) and the ellipse mask."""
+    affine = estimate_affine(landmarks, face_size=size)
+    return warp_face(photo, affine, size).astype(np.float64), face_mask(size, "ellipse")
+
+
+def psnr(a, b, mask):
+    mse = float((((a - b) ** 2) * mask[..., None]).sum() / (mask.sum() * 3))
+    return 99.0 if mse < 1e-10 else 10 * np.log10(255**2 / mse)
+
+
+def restorer(model, no_harm, landmarks, **kw):
+    return FaceRestorer(model, detector=FixedDetector(landmarks), face_size=S, no_harm=no_harm, **kw)
+
+
+# ------------------------------------------------------------------------------------ measures
+
+
+def test_noise_estimate_matches_the_noise_added():
+    rng = np.random.default_rng(0)
+    flat = np.full((256, 256), 128.0)
+    for sigma in (2.0, 5.0, 10.0):
+        assert noise_sigma(flat + rng.normal(0, sigma, flat.shape)) == pytest.approx(sigma, rel=0.05)
+    assert noise_sigma(np.tile(np.linspace(0, 255, 256), (256, 1))) < 0.05  # a ramp is no noise
+
+
+def test_top_octave_detail_tells_sharp_from_downscaled():
+    face = warp_face(*astronaut()[:1], estimate_affine(ASTRONAUT_LANDMARKS5, face_size=128), 128)
+    soft = cv2.resize(cv2.resize(face, (32, 32), interpolation=cv2.INTER_AREA), (128, 128), interpolation=cv2.INTER_CUBIC)
+    rule = NoHarm()
+    assert top_octave_detail(soft) < rule.detail_restore < rule.detail_keep < top_octave_detail(face)
+
+
+def test_detail_is_the_mean_absolute_laplacian():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    luma = image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
+    pad = np.pad(luma, 1, mode="reflect")  # cv2's default border (reflect 101)
+    lap = pad[:-2, 1:-1] + pad[2:, 1:-1] + pad[1:-1, :-2] + pad[1:-1, 2:] - 4 * luma
+    assert detail(image, np.ones((32, 32))) == pytest.approx(np.abs(lap).mean(), rel=1e-4)
+
+
+def test_band_change_formula():
+    rng = np.random.default_rng(2)
+    crop = rng.integers(0, 256, (S, S, 3)).astype(np.uint8)
+    restored = np.clip(crop.astype(int) + 10, 0, 255).astype(np.uint8)
+    big = rng.integers(0, 256, (160, 160, 3)).astype(np.uint8)
+    rule = NoHarm(noise_floor=1e9)  # high band kept whole
+    change, _ = band_change(crop, restored, big, 0.5, rule)
+    expected = 0.5 * cv2.resize(restored.astype(np.float32) - crop.astype(np.float32), (160, 160),
+                                interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_allclose(change, expected, atol=1e-4)
+    assert not band_change(crop, crop, big, 1.0, rule)[0].any()  # no model change: no change at all
+
+
+def test_wiener_gain_damps_noise_and_keeps_edges():
+    rng = np.random.default_rng(3)
+    high = rng.normal(0, 4.0, (128, 128, 3)).astype(np.float32)
+    high[:, 60:68] += 80.0  # a strong edge pair
+    high[:, 68:76] -= 80.0
+    gain, sigma = NoHarm().high_band_gain(high, np.ones((128, 128), np.float32))
+    assert sigma == pytest.approx(4.0 * 0.95, rel=0.2)
+    assert gain[10:118, 10:40].mean() < 0.35 and gain[10:118, 62:74].mean() > 0.9
+
+
+def test_summary_groups_reasons_with_sizes():
+    faces = [{"action": "kept", "reason": "already sharper than the model", "native_size": 612, "model_size": 128},
+             {"action": "restored", "native_size": 100, "model_size": 128},
+             {"action": "kept", "reason": "already sharper than the model", "native_size": 300, "model_size": 128}]
+    assert summarize(faces) == ("1 restored, 2 kept as it was: already sharper than the model "
+                                "(300–612-px faces, 128-px model)")
+
+
+# ------------------------------------------------------------------------------------ the restorer
+
+
+def test_sharp_large_face_keeps_its_high_band():
+    photo, landmarks = astronaut()  # a sharp face about 200 px across: 3× the stand-in model's size
+    before, mask = face_region(photo, landmarks, 200)
+    old = restorer(blur_model, None, landmarks)(photo)
+    new = restorer(blur_model, NoHarm(), landmarks)(photo)
+    old_face, new_face = face_region(old.image, landmarks, 200)[0], face_region(new.image, landmarks, 200)[0]
+    assert detail(old_face) < 0.5 * detail(before)  # the old path: the model's size, upsampled
+    assert psnr(new_face, before, mask) >= 38 and detail(new_face) >= 0.9 * detail(before)
+    verdict = new.faces[0].verdict
+    assert verdict.fusion == "bands" and verdict.native_size > 2.5 * S and verdict.action == "kept"
+    assert np.array_equal(new.image, photo)  # kept: pixel for pixel
+
+
+def test_blurred_large_face_gets_the_model_in_its_band_and_the_input_above():
+    photo, landmarks = astronaut()
+    blurred = soft(photo, 64)  # ~20 px of detail in a ~170 px face
+    brighten = lambda crops: [np.clip(c.astype(int) + 20, 0, 255).astype(np.uint8) for c in crops]  # noqa: E731
+    result = restorer(brighten, NoHarm(), landmarks, color_match=False)(blurred)
+    verdict = result.faces[0].verdict
+    assert verdict.action == "restored" and verdict.model_weight == 1.0 and verdict.fusion == "bands"
+    out, mask = face_region(result.image, landmarks, 200)
+    before = face_region(blurred, landmarks, 200)[0]
+    inner = face_mask(200, "ellipse") > 0.99
+    assert abs((out - before)[inner].mean() - 20) < 1.0  # the model's change, added at the face's own size
+
+
+def test_small_degraded_face_goes_through_as_before():
+    photo, landmarks = astronaut(0.25)  # a ~43 px face: below the model's size
+    photo = soft(photo, 48)
+    old = restorer(blur_model, None, landmarks)(photo)
+    new = restorer(blur_model, NoHarm(), landmarks)(photo)
+    assert new.faces[0].verdict.fusion == "none" and new.faces[0].verdict.action == "restored"
+    assert np.array_equal(old.image, new.image)
+
+
+def test_rule_off_pastes_like_before_with_a_verdict():
+    photo, landmarks = astronaut()
+    old = restorer(blur_model, None, landmarks)(photo)
+    off = restorer(blur_model, NoHarm(enabled=False), landmarks)(photo)
+    assert np.array_equal(old.image, off.image)
+    assert off.faces[0].verdict.fusion == "none" and off.faces[0].verdict.model_weight == 1.0
+
+
+def test_identity_guard_catches_a_swapped_face_and_keeps_the_input():
+    photo, landmarks = astronaut(0.25)
+    photo = soft(photo, 48)
+    other = np.full((S, S, 3), 30, np.uint8)
+    swap = lambda crops: [other.copy() for _ in crops]  # noqa: E731 (a model that returns another face)
+    rule = NoHarm(enabled=False, identity=PixelIdentity(), identity_guard=0.05)  # the guard alone
+    result = restorer(swap, rule, landmarks, color_match=False)(photo)
+    verdict = result.faces[0].verdict
+    assert verdict.identity_before_guard > 0.05 >= verdict.identity
+    assert verdict.action in ("kept", "blended") and "identity guard" in verdict.reason
+    if verdict.action == "kept":
+        assert np.array_equal(result.image, photo)
+    # the same face under a looser threshold is restored as the model gave it
+    loose = restorer(swap, NoHarm(enabled=False, identity=PixelIdentity(), identity_guard=5.0), landmarks,
+                     color_match=False)(photo)
+    assert loose.faces[0].verdict.action == "restored"
+
+
+def test_identity_guard_blends_until_under_the_threshold():
+    rng = np.random.default_rng(4)
+    crop = rng.integers(60, 200, (S, S, 3)).astype(np.uint8)
+    restored = np.clip(crop.astype(int) + 40, 0, 255).astype(np.uint8)  # distance 0.40
+    verdict = NoHarm(identity=PixelIdentity(), identity_guard=0.15).assess(crop, restored, S)
+    assert verdict.action == "blended" and verdict.model_weight == 0.25  # 0.40 → 0.20 → 0.10
+    assert verdict.identity == pytest.approx(PixelIdentity().distance(crop, mix(crop, restored, 0.25)))
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "hires")),
+                    reason="needs ../shared/data/hires")
+def test_real_identity_guard_catches_another_person():
+    dlib_identity = pytest.importorskip("osdface.models.dlib_identity")
+    if not dlib_identity.identity_available():
+        if os.environ.get("CI"):
+            pytest.fail(dlib_identity.IDENTITY_MISSING)
+        pytest.skip(dlib_identity.IDENTITY_MISSING)
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "hires", "ffhq512")
+    a, b = (np.asarray(Image.open(os.path.join(root, f"{n}.jpg")).convert("RGB").resize((128, 128), Image.LANCZOS))
+            for n in ("00010", "00011"))
+    rule = NoHarm(enabled=False, identity=dlib_identity.DlibIdentity(), identity_guard=0.5)  # the guard alone
+    swapped = rule.assess(a, b, 128)
+    assert swapped.identity_before_guard > 0.5 and swapped.action in ("kept", "blended")
+    same = rule.assess(a, cv2.GaussianBlur(a, (0, 0), 0.6), 128)
+    assert same.action == "restored" and same.identity < 0.5
+
+
+# ------------------------------------------------------------------------------------ the command line
+
+
+@pytest.fixture()
+def guards_default(monkeypatch):
+    monkeypatch.delenv("OSDFACE_DETAIL_GUARD", raising=False)
+    monkeypatch.delenv("OSDFACE_IDENTITY_GUARD", raising=False)
+
+
+def run_cli(args, capsys):
+    import sys
+
+    from osdface.cli import main
+
+    old, sys.argv = sys.argv, ["osdface", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    finally:
+        sys.argv = old
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--identity-guard", "-1"], "--identity-guard must be"),
+    (["--identity-guard", "abc"], "--identity-guard must be"),
+    (["--identity-guard", "nan"], "--identity-guard must be"),
+    (["--detail-guard", "maybe"], "--detail-guard must be"),
+])
+def test_bad_guard_values_are_one_error_line(tmp_path, capsys, flags, words, tiny_model_dir):
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    code, err = run_cli(["restore", tmp_path / "a.png", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+                         "--aligned", *flags], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_guards_are_on_by_default_and_say_when_identity_is_missing(tmp_path, capsys, guards_default, monkeypatch,
+                                                                   tiny_model_dir):
+    import osdface.models.dlib_identity as dlib_identity
+
+    monkeypatch.setattr(dlib_identity, "identity_available", lambda: False)
+    crop = np.asarray(Image.fromarray(skimage.data.astronaut()).crop((140, 40, 300, 200)).resize((160, 160)))
+    Image.fromarray(crop).save(tmp_path / "a.png")
+    code, err = run_cli(["restore", tmp_path / "a.png", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+                         "--aligned", "-q", "--report", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    assert "note: identity guard off: the identity measure needs the 'identity' extra" in err
+    verdict = json.loads((tmp_path / "out" / "a.json").read_text())["faces"][0]
+    assert verdict["native_size"] == 160 and verdict["model_size"] < 144 and verdict["fusion"] == "bands"
+    assert {"detail_before", "detail_after", "identity", "action", "model_weight", "noise"} <= set(verdict)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["faces"][0]["file"].endswith("a.png") and report["faces"][0]["action"] == verdict["action"]
+    assert "faces: " in err
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    assert out.shape == (160, 160, 3)  # an aligned crop larger than the model keeps its size
+    # an explicit threshold without the extra is an error, before any model loads
+    code, err = run_cli(["restore", tmp_path / "a.png", "-o", tmp_path / "out2", "--weights", tiny_model_dir,
+                         "--aligned", "--identity-guard", "0.6"], capsys)
+    assert code == 2 and "pip install 'osdface[identity]'" in err
+
+
+def test_photo_sidecar_and_summary_carry_the_verdict(tmp_path, capsys, guards_default, tiny_model_dir):
+    photo, landmarks = astronaut()
+    Image.fromarray(photo).save(tmp_path / "astronaut.png")
+    code, err = run_cli(["restore", tmp_path / "astronaut.png", "-o", tmp_path / "out", "--weights", tiny_model_dir,
+                         "--identity-guard", "off", "-q"], capsys)
+    if code == 0 and "no face found" in err:
+        pytest.skip("MTCNN weights not installed")
+    assert code == 0, err
+    face = json.loads((tmp_path / "out" / "astronaut.json").read_text())["faces"][0]
+    assert face["verdict"]["action"] == "kept" and face["verdict"]["fusion"] == "bands"
+    assert "kept as it was: already sharper than the model" in err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "astronaut.png")), photo)
+
+
+# ------------------------------------------------------------------------------------ video
+
+
+def test_video_weight_is_one_decision_per_track():
+    from osdface.video.restorer import PROMPT_WINDOW, WeightSmoother
+
+    smooth = WeightSmoother()
+    seq = [1.0, 0.0, 1.0, 0.0] * 5
+    out = [smooth(7, w) for w in seq]
+    for t in range(len(seq)):  # the mean of the last PROMPT_WINDOW values: a plain loop as the reference
+        window = seq[max(0, t + 1 - PROMPT_WINDOW):t + 1]
+        assert out[t] == pytest.approx(sum(window) / len(window))
+    assert max(out[PROMPT_WINDOW:]) - min(out[PROMPT_WINDOW:]) < 0.2  # no switching from frame to frame
+    assert smooth(8, 0.3) == 0.3  # tracks are independent
