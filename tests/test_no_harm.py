@@ -324,3 +324,24 @@ def test_video_weight_is_one_decision_per_track():
         assert out[t] == pytest.approx(sum(window) / len(window))
     assert max(out[PROMPT_WINDOW:]) - min(out[PROMPT_WINDOW:]) < 0.2  # no switching from frame to frame
     assert smooth(8, 0.3) == 0.3  # tracks are independent
+
+
+# ------------------------------------------------------------------------------------ the page
+
+
+def test_page_captions_carry_the_verdict(tiny_pipe, tmp_path):
+    from osdface.ui.jobs import Options, RestoreService, Upload
+
+    root = tmp_path / "uploads"
+    (root / "h0").mkdir(parents=True)
+    crop = np.asarray(Image.fromarray(skimage.data.astronaut()).crop((140, 40, 300, 200)).resize((160, 160)))
+    Image.fromarray(crop).save(root / "h0" / "face.png")
+    service = RestoreService(tiny_pipe, upload_root=root, no_harm=NoHarm())
+    try:
+        job = service.run([Upload(root / "h0" / "face.png", "face.png")], Options(aligned=True))
+        face = job.photos[0].faces[0]
+        assert face.verdict["native_size"] == 160 and face.verdict["action"] in ("kept", "blended", "restored")
+        assert f"160-px face, {tiny_pipe.sample_size}-px model · {face.verdict['action']}" in face.caption
+        assert job.photos[0].size == (160, 160)  # the crop keeps its size
+    finally:
+        service.close()

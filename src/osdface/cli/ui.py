@@ -21,6 +21,8 @@ def ui(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps, as `osdface restore --device`.")] = "auto",
     dtype: Annotated[str, typer.Option(envvar="OSDFACE_DTYPE", help="auto | float32 | float16 | bfloat16, as `osdface restore --dtype`.")] = "auto",
     detector_weights: Annotated[Optional[str], typer.Option(help="Local MTCNN weights, as `osdface restore --detector-weights`.")] = None,
+    detail_guard: Annotated[str, typer.Option(envvar="OSDFACE_DETAIL_GUARD", help="on | off, as `osdface restore --detail-guard`.")] = "on",
+    identity_guard: Annotated[str, typer.Option(envvar="OSDFACE_IDENTITY_GUARD", help="DIST | auto | off, as `osdface restore --identity-guard`.")] = "auto",
     concurrency: Annotated[int, typer.Option(min=1, max=8, help="Restorations run at once; the others wait in the queue.")] = 1,
     queue_size: Annotated[int, typer.Option(min=1, help="Jobs that may wait in the queue; more are turned away with a message.")] = 16,
     share: Annotated[bool, typer.Option("--share", help="Also ask gradio for a public share link: the page is then reachable from the internet (off by default).")] = False,
@@ -48,6 +50,11 @@ def ui(
         check_dtype_name(dtype)
         resolve_device(device)
         kind, _ = find_weights(str(weights) if weights else None, model)
+        from ..photos import make_no_harm
+
+        no_harm, guard_notes = make_no_harm(detail_guard, identity_guard)
+        for line in guard_notes:
+            typer.echo(f"note: {line}", err=True)
         if not _is_loopback(host):
             typer.echo(f"note: serving on {host}: anyone who can reach this machine can use the page", err=True)
         # 3. The model, once
@@ -57,7 +64,8 @@ def ui(
         from ..ui.jobs import describe_model
 
         page.serve(pipe, describe_model(kind, pipe.sample_size), uploads, host=host, port=port, share=share,
-                   concurrency=concurrency, queue_size=queue_size, detector_weights=detector_weights)
+                   concurrency=concurrency, queue_size=queue_size, detector_weights=detector_weights,
+                   no_harm=no_harm)
     finally:
         shutil.rmtree(uploads, ignore_errors=True)
         if before is None:

@@ -34,7 +34,7 @@ from ..batch_files import one_line
 from ..errors import ImageReadError, OSDFaceError
 from ..files import atomic_write
 from ..image_utils import MAX_PHOTO_PIXELS, check_upscaled, read_image, read_photo, write_image_atomic
-from ..photos import make_face_restorer, no_face_note, restore_aligned
+from ..photos import make_face_restorer, no_face_note, restore_aligned_faces
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class FaceResult:
     image: Path  # the restored face as pasted (colour-matched), PNG
     score: float  # detection score (1.0 for an aligned crop: no detection)
     caption: str
+    verdict: Optional[dict] = None  # what the "never worse" rule did (``FaceVerdict.to_json``)
 
 
 @dataclass
@@ -143,8 +144,9 @@ class RestoreService:
     """Restores uploads with one loaded pipeline; safe to call from several threads at once."""
 
     def __init__(self, pipe, limits: Limits = Limits(), upload_root: Optional[Path] = None,
-                 keep_seconds: float = 600.0, detector_weights: Optional[str] = None):
+                 keep_seconds: float = 600.0, detector_weights: Optional[str] = None, no_harm=None):
         self.pipe = pipe
+        self.no_harm = no_harm  # the CLI's per-face "never worse" rule (``photos.make_no_harm``); None: off
         self.limits = limits
         self.upload_root = Path(upload_root).resolve() if upload_root is not None else None
         self.keep_seconds = keep_seconds
@@ -209,20 +211,23 @@ class RestoreService:
     # ------------------------------------------------------------------ one file
 
     def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
-        """image → (restored image, [(face image, score)]) for the chosen mode."""
+        """image → (restored image, [(face image, score, verdict or None)]) for the chosen mode."""
         if options.aligned:
             def aligned(image):
-                restored = restore_aligned(self.pipe, [image], fidelity=options.fidelity)[0]
-                return restored, [(restored, 1.0)]
+                restored, verdict = restore_aligned_faces(self.pipe, [image], fidelity=options.fidelity,
+                                                          no_harm=self.no_harm)[0]
+                return restored, [(restored, 1.0, verdict)]
             return aligned
         restorer = make_face_restorer(self.pipe, detector_weights=self.detector_weights, upscale=options.upscale,
                                       only_center_face=options.only_center_face,
                                       min_face_size=options.min_face_size, max_faces=options.max_faces,
-                                      color_match=options.color_match, fidelity=options.fidelity)
+                                      color_match=options.color_match, fidelity=options.fidelity,
+                                      no_harm=self.no_harm)
 
         def photo(image):
             result = restorer(image)
-            return result.image, [(f.pasted if f.pasted is not None else f.restored, f.score) for f in result.faces]
+            return result.image, [(f.pasted if f.pasted is not None else f.restored, f.score, f.verdict)
+                                  for f in result.faces]
         return photo
 
     def _restore_one(self, upload: Upload, name: str, options: Options, restore, folder: Path,
@@ -254,11 +259,14 @@ class RestoreService:
         write_image_atomic(before_preview, folder / "compare" / f"{stem}_before.png")
         write_image_atomic(after_preview, folder / "compare" / f"{stem}_after.png")
         face_results = []
-        for k, (face, score) in enumerate(faces):
+        for k, (face, score, verdict) in enumerate(faces):
             face_path = folder / "faces" / f"{stem}_{k:02d}.png"
             write_image_atomic(face, face_path)
             caption = f"{score:.3f} · {name} #{k + 1}" if not options.aligned else f"aligned crop · {name}"
-            face_results.append(FaceResult(face_path, float(score), caption))
+            if verdict is not None:  # e.g. "… · 644-px face, 128-px model · kept: already sharper than the model"
+                caption += f" · {verdict.caption()}"
+            face_results.append(FaceResult(face_path, float(score), caption,
+                                           verdict.to_json() if verdict is not None else None))
         note = None if faces else no_face_note(options.upscale)
         return PhotoResult(name, download, folder / "compare" / f"{stem}_before.png",
                            folder / "compare" / f"{stem}_after.png", (after.shape[1], after.shape[0]),

@@ -139,13 +139,14 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
 
 def serve(pipe, model_note: str, upload_root: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
           concurrency: int = 1, queue_size: int = 16, limits: Limits = Limits(),
-          detector_weights: Optional[str] = None) -> None:
+          detector_weights: Optional[str] = None, no_harm=None) -> None:
     """Serve the page until Ctrl-C / SIGTERM, then remove every result file.
 
     ``upload_root``: gradio's upload and cache folder (``GRADIO_TEMP_DIR``, which gradio reads when it is
     imported: the caller makes it, sets it before importing this module, and removes it afterwards)."""
     # 1. Our results in a private folder; uploads are read only from gradio's
-    service = RestoreService(pipe, limits, upload_root=upload_root, detector_weights=detector_weights)
+    service = RestoreService(pipe, limits, upload_root=upload_root, detector_weights=detector_weights,
+                             no_harm=no_harm)
     for stop in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
         signal.signal(stop, _interrupt)
     try:
