@@ -345,3 +345,14 @@ def test_page_captions_carry_the_verdict(tiny_pipe, tmp_path):
         assert job.photos[0].size == (160, 160)  # the crop keeps its size
     finally:
         service.close()
+
+
+def test_auto_identity_guard_is_the_calibration_by_model_size():
+    from osdface.face.no_harm import IDENTITY_GUARD_CALIBRATION, auto_identity_guard
+
+    for size, value in IDENTITY_GUARD_CALIBRATION:
+        assert auto_identity_guard(size) == pytest.approx(value)
+    assert auto_identity_guard(64) == pytest.approx(0.70) and auto_identity_guard(1024) == pytest.approx(0.59)
+    assert auto_identity_guard(256) == pytest.approx((0.70 + 0.59) / 2)  # halfway in log2(size)
+    rule = NoHarm(identity=PixelIdentity(), identity_guard="auto")
+    assert rule.guard_for(128) == 0.70 and rule.guard_for(512) == 0.59

@@ -60,21 +60,17 @@ def pipeline_restore_fn(pipe: OSDFacePipeline, batch_size: int = 4, posterior: s
     return restore
 
 
-# The identity guard's default threshold: the 99th percentile of same-person LQ ↔ GT dlib distances on the
-# UTKFace val split at the mini model's training degradations (benchmarks/calibrate_identity_guard.py).
-DEFAULT_IDENTITY_GUARD = 0.5
-
-
-def parse_guard_flags(detail_guard: str = "on", identity_guard: str = "auto") -> tuple[bool, Optional[float]]:
-    """``--detail-guard on|off`` and ``--identity-guard DIST|auto|off`` → (detail on, threshold or None for
-    off, ``DEFAULT_IDENTITY_GUARD`` for auto); a bad value is one OSDFaceError line."""
+def parse_guard_flags(detail_guard: str = "on", identity_guard: str = "auto") -> tuple[bool, Optional[float | str]]:
+    """``--detail-guard on|off`` and ``--identity-guard DIST|auto|off`` → (detail on, threshold, "auto" (the
+    calibrated one for the model's size, ``no_harm.auto_identity_guard``) or None for off); a bad value is
+    one OSDFaceError line."""
     if detail_guard not in ("on", "off"):
         raise OSDFaceError(f"--detail-guard must be 'on' or 'off'; got {detail_guard!r}")
     value = str(identity_guard).strip().lower()
     if value == "off":
         return detail_guard == "on", None
     if value == "auto":
-        return detail_guard == "on", DEFAULT_IDENTITY_GUARD
+        return detail_guard == "on", "auto"
     try:
         threshold = float(value)
     except ValueError:

@@ -24,11 +24,13 @@ decides, for each face, how much of the model's change to keep, and says so in a
    conditions, mini at 128): faces degraded to a quarter of their size, or small faces, 0.002–0.005
    (the model gains +0.9 to +1.7 dB); a face with detail of about S or half of S, 0.006–0.018 (half the
    model's change is best); a sharp face of 256 px or more, or a noisy one, 0.017–0.12 (any of the
-   model's change costs PSNR). So α = 1 at or below ``detail_restore`` (0.005), 0 at or above
-   ``detail_keep`` (0.015), linear between.
+   model's change costs PSNR and identity). So α = 1 at or below ``detail_restore`` (0.004), 0 at or
+   above ``detail_keep`` (0.010), linear between (the PSNR-best pair of those tried on that data, and
+   the one that keeps mid-range faces, whose identity the model moves for little PSNR, nearest the input).
 4. **Identity guard** (``identity``, ``identity_guard``): the dlib descriptor distance between the input
    crop and the output crop (both at S, landmarks fitted on the input). Past ``identity_guard``, α is
-   halved until the distance is under it (6 halvings, then 0: the face is kept as it was).
+   halved until the distance is under it (6 halvings, then 0: the face is kept as it was). "auto": the
+   calibrated threshold for the model's size (``IDENTITY_GUARD_CALIBRATION``: 0.70 at 128 px, 0.59 at 512).
 
 Faces at or below 1.1·S skip 1–2 (the model's crop is pasted, mixed by α); 3–4 apply to every face. ``FaceVerdict.action`` is
 "restored" (α = 1), "blended" (0 < α < 1) or "kept" (α = 0), with the reason in words.
@@ -46,6 +48,17 @@ import numpy as np
 from .paste import face_mask
 
 MIN_FUSION_RATIO = 1.1  # fuse bands only when the input has at least 10 % more pixels than the model
+# The identity guard's calibrated thresholds by crop size: the 99th percentile of same-person LQ ↔ GT dlib
+# distances at the mini model's training degradations (benchmarks/calibrate_identity_guard.py): UTKFace val
+# at 128 px (452 faces), FFHQ at 512 px (300). dlib sees less of a smaller crop, so the same degradation
+# moves it further: the threshold depends on the model's size.
+IDENTITY_GUARD_CALIBRATION = ((128, 0.70), (512, 0.59))
+
+
+def auto_identity_guard(model_size: int) -> float:
+    """The calibrated threshold for a model of ``model_size`` px (log-linear between the calibrated sizes)."""
+    sizes, values = zip(*IDENTITY_GUARD_CALIBRATION)
+    return float(np.interp(np.log2(model_size), np.log2(sizes), values))
 
 
 class IdentityMeasure(Protocol):
@@ -142,13 +155,13 @@ class NoHarm:
     """The per-face rule (see the module docstring). ``enabled=False`` restores every face at the model's
     size with α = 1, as before this rule existed (``--detail-guard off``)."""
 
-    def __init__(self, enabled: bool = True, detail_restore: float = 0.005, detail_keep: float = 0.015,
+    def __init__(self, enabled: bool = True, detail_restore: float = 0.004, detail_keep: float = 0.010,
                  noise_floor: float = 1.5, max_work_size: int = 1024,
-                 identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float] = None):
+                 identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float | str] = None):
         if not 0 <= detail_restore < detail_keep:
             raise ValueError(f"need 0 <= detail_restore < detail_keep; got {detail_restore}, {detail_keep}")
-        if identity_guard is not None and not identity_guard > 0:
-            raise ValueError(f"identity_guard must be > 0 or None; got {identity_guard}")
+        if identity_guard is not None and identity_guard != "auto" and not identity_guard > 0:
+            raise ValueError(f"identity_guard must be > 0, 'auto' or None; got {identity_guard}")
         self.enabled = enabled
         self.detail_restore, self.detail_keep = float(detail_restore), float(detail_keep)
         self.noise_floor = float(noise_floor)
@@ -161,6 +174,12 @@ class NoHarm:
         if not self.enabled or native_size < MIN_FUSION_RATIO * model_size:
             return model_size
         return int(min(round(native_size), self.max_work_size))
+
+    def guard_for(self, model_size: int) -> float:
+        """The identity guard's threshold for a model of ``model_size`` px ('auto': the calibrated one)."""
+        if self.identity_guard == "auto":
+            return round(auto_identity_guard(model_size), 2)
+        return float(self.identity_guard)
 
     def weight_from_detail(self, input_detail: float) -> float:
         """α from the input's top-octave detail: 1 (blurred) … 0 (already sharp)."""
@@ -185,12 +204,13 @@ class NoHarm:
         if self.identity is not None and alpha > 0:
             before = after = self._distance(crop, restored, alpha)
             halvings = 0
-            while after > self.identity_guard and alpha > 0:
+            guard = self.guard_for(size)
+            while after > guard and alpha > 0:
                 halvings += 1
                 alpha = alpha / 2 if halvings < 7 else 0.0
                 after = self._distance(crop, restored, alpha) if alpha > 0 else 0.0
             if halvings:
-                reason = f"identity guard (dlib distance {before:.3f} > {self.identity_guard:g})"
+                reason = f"identity guard (dlib distance {before:.3f} > {guard:g})"
         action = "kept" if alpha == 0 else ("restored" if alpha >= 1 else "blended")
         return FaceVerdict(round(native_size), size, "bands" if work > size else "none", alpha, input_detail,
                            noise_sigma(crop), after, before, action=action, reason=reason)
