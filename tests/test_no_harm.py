@@ -356,3 +356,30 @@ def test_auto_identity_guard_is_the_calibration_by_model_size():
     assert auto_identity_guard(256) == pytest.approx((0.70 + 0.59) / 2)  # halfway in log2(size)
     rule = NoHarm(identity=PixelIdentity(), identity_guard="auto")
     assert rule.guard_for(128) == 0.70 and rule.guard_for(512) == 0.59
+
+
+def test_video_uses_the_same_rule_once_per_track():
+    pytest.importorskip("av")
+    from test_video import CropPatternPipe, ScriptedDetector
+
+    from osdface.face.synthetic import FacePlacement, compose_group_photo
+    from osdface.video.io import Frame
+    from osdface.video.restorer import PROMPT_WINDOW, Stabilisers, VideoFaceRestorer
+
+    sharp, (lm,) = compose_group_photo(skimage.data.astronaut(), ASTRONAUT_LANDMARKS5, [FacePlacement(100, 100, 170)],
+                                       200, 200, seed=0)
+    n = 16
+    frames = [Frame(i, i, sharp if i < n // 2 else soft(sharp, 12)) for i in range(n)]  # sharp, then blurred
+    plan = [[Detection([10, 10, 190, 190], 0.99, lm)] for _ in range(n)]
+    pipe = CropPatternPipe()
+    faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector(plan), face_size=pipe.sample_size,
+                         min_face_size=1, no_harm=NoHarm())
+    out = list(VideoFaceRestorer(pipe, faces, Stabilisers.off(), batch_size=4)(frames))
+    weights = [r.faces[0].verdict.model_weight for r in out]
+    raw = [NoHarm().weight_from_detail(top_octave_detail(r.faces[0].cropped)) for r in out]
+    assert raw[: n // 2] == [0.0] * (n // 2) and min(raw[n // 2:]) > 0.3  # per frame: kept, then (partly) restored
+    for t in range(n):  # per track: the mean of the last PROMPT_WINDOW frames' weights
+        window = raw[max(0, t + 1 - PROMPT_WINDOW):t + 1]
+        assert weights[t] == pytest.approx(sum(window) / len(window))
+    assert all(np.array_equal(r.rgb, sharp) for r in out[: n // 2])  # kept frames: the input itself
+    assert all(b >= a for a, b in zip(weights, weights[1:]))  # a ramp, no switching back and forth
