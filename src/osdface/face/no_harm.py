@@ -197,6 +197,7 @@ class NoHarm:
         work = self.work_size(native_size, size)
         input_detail = top_octave_detail(crop)
         alpha = self.weight_from_detail(input_detail) if weight is None else float(weight)
+        alpha = 1.0 if alpha > 0.99 else (0.0 if alpha < 0.01 else alpha)  # within 1 %: restored / kept
         reason = ""
         if alpha < 1:
             reason = "already sharper than the model"
