@@ -22,6 +22,7 @@ from osdface.face.no_harm import (
 )
 from osdface.face.paste import face_mask
 from osdface.face.synthetic import ASTRONAUT_LANDMARKS5
+from test_cli import run_cli
 
 S = 64  # the stand-in model's face size
 
@@ -238,22 +239,6 @@ def test_real_identity_guard_catches_another_person():
 def guards_default(monkeypatch):
     monkeypatch.delenv("OSDFACE_DETAIL_GUARD", raising=False)
     monkeypatch.delenv("OSDFACE_IDENTITY_GUARD", raising=False)
-
-
-def run_cli(args, capsys):
-    import sys
-
-    from osdface.cli import main
-
-    old, sys.argv = sys.argv, ["osdface", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    finally:
-        sys.argv = old
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, words", [
