@@ -135,7 +135,7 @@ class FaceVerdict:
     model_weight: float  # α: share of the model's change kept (0: the face is kept as it was)
     input_detail: float  # the input's top-octave detail at S (see ``top_octave_detail``)
     noise: float  # noise σ of the input face (levels)
-    identity: Optional[float]  # dlib distance input ↔ output at S (None: guard off)
+    identity: Optional[float]  # dlib distance input ↔ output at S (None: guard off, or the face kept unchanged)
     identity_before_guard: Optional[float]  # the same for the model's full change
     detail_before: float = 0.0  # mean |Laplacian| of the input face at the working size
     detail_after: float = 0.0  # the same for the output face
