@@ -94,3 +94,51 @@ def test_two_photos_with_one_name_keep_both_faces(tmp_path):
     assert result.exit_code == 0, result.output
     files = [r["file"] for r in json.loads((tmp_path / "out" / "manifest.json").read_text())["faces"]]
     assert len(set(files)) == 2 and all((tmp_path / "out" / f).is_file() for f in files)
+
+
+# Issue 19: a crop name taken by a file align did not write; the manifest as crops are added
+
+
+@pytest.fixture
+def two_astronauts(tmp_path):
+    (tmp_path / "photos").mkdir()
+    for name in ("a", "b"):
+        shutil.copy(EXAMPLES / "astronaut.jpg", tmp_path / "photos" / f"{name}.jpg")
+    return tmp_path / "photos"
+
+
+def test_align_never_replaces_a_crop_it_did_not_write(tmp_path, two_astronauts):
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(out / "a_00.png")
+    before = (out / "a_00.png").read_bytes()
+    result = run(two_astronauts, "-o", out, "--size", 64, "-q")
+    assert result.exit_code == 1 and "a_00.png is there and osdface align did not write it; not replaced" in result.output
+    assert (out / "a_00.png").read_bytes() == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["file"] for r in manifest["faces"]] == ["b_00.png"] and len(manifest["failed"]) == 1
+
+
+def test_align_records_crops_as_it_goes_and_a_rerun_takes_back_unlisted_ones(tmp_path, monkeypatch, two_astronauts):
+    from osdface.face import align_folder
+
+    original = align_folder.write_image_atomic
+
+    def killed_at_b(image, path):
+        if Path(path).name == "b_00.png":
+            raise KeyboardInterrupt
+        return original(image, path)
+
+    monkeypatch.setattr(align_folder, "MANIFEST_EVERY", 0.0)
+    monkeypatch.setattr(align_folder, "write_image_atomic", killed_at_b)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        align_folder.align_folder([two_astronauts], out, size=64, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())  # written as crops were added
+    assert [r["file"] for r in manifest["faces"]] == ["a_00.png"]
+    monkeypatch.undo()
+    (out / "manifest.json").unlink()  # as if killed before its first manifest: a_00.png is unlisted
+    result = run(two_astronauts, "-o", out, "--size", 64, "-q")
+    assert result.exit_code == 0, result.output  # the unlisted crop holds exactly this run's crop: ours
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(r["file"] for r in manifest["faces"]) == ["a_00.png", "b_00.png"] and manifest["failed"] == []

@@ -12,12 +12,19 @@ photo, largest first when ``max_faces`` cuts) plus ``DIR/manifest.json``::
 Re-runs skip photos whose crops exist (``overwrite=False``); photos aligned into the folder by earlier
 runs keep their manifest entries (so a long list can be fed in parts, e.g. through ``xargs``). Every
 write is atomic; inputs are never touched. A folder aligned at another size is refused.
+
+Nothing is left unrecorded or replaced: the manifest is rewritten (atomically) as photos are done, at
+most every ``MANIFEST_EVERY`` seconds and at the end, so a killed run leaves at most the crops of the
+last second unlisted, and a rerun recognises them (a file under a crop's name that the manifest does not
+list counts as ours only when it holds exactly that crop). A photo one of whose crop names is taken by
+another file is not aligned: one failure line, and that file stays as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +33,13 @@ import numpy as np
 
 from ..errors import ImageReadError, OSDFaceError
 from ..files import write_text_atomic
-from ..image_utils import list_images, read_photo, write_image_atomic
+from ..image_utils import list_images, read_image, read_photo, write_image_atomic
 from .alignment import estimate_affine, warp_face
 from .detection import FaceDetector, create_detector
 from .restorer import FaceRestorer, split_channels
 
 MANIFEST = "manifest.json"
+MANIFEST_EVERY = 1.0  # seconds between the manifest's rewrites while a run goes on
 
 
 @dataclass
@@ -89,20 +97,37 @@ def align_folder(inputs: Sequence[str | Path], output: str | Path, size: int = 5
     else:
         name = type(detector).__name__
     output.mkdir(parents=True, exist_ok=True)
-    previous, previous_size = _read_manifest(output)
-    if previous and previous_size != size and not overwrite:
+    recorded, previous_size = _read_manifest(output)
+    if recorded and previous_size != size and not overwrite:
         raise OSDFaceError(f"{output}: holds faces aligned at {previous_size} px, not {size}; choose another "
                          "--output (or --overwrite)")
-    previous = {} if overwrite else previous
+    previous = {} if overwrite else recorded
     resolved_out = output.resolve()
-    owners = {r["file"]: source for source, entry in previous.items() for r in entry["faces"]}  # crop → photo
+    owners = {r["file"]: source for source, entry in recorded.items() for r in entry["faces"]}  # crop → photo (ours)
+    # Photos of earlier runs that this run has not handled (yet): listed in every manifest written
+    pending = {source: entry for source, entry in previous.items()
+               if all((output / r["file"]).is_file() for r in entry["faces"])}
+    written_at = [time.monotonic()]
+
+    def write_manifest(final: bool = False) -> None:
+        if not final and time.monotonic() - written_at[0] < MANIFEST_EVERY:
+            return
+        manifest = {"size": size, "detector": name, "template": "ffhq-5point",
+                    "faces": [r for e in pending.values() for r in e["faces"]] + summary.faces,
+                    "no_face": [source for source, e in pending.items() if e["no_face"]] + summary.no_face,
+                    "failed": summary.failed}
+        write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        written_at[0] = time.monotonic()
+
     for path in tqdm(paths, desc="align", unit="photo", disable=not progress, dynamic_ncols=True):
         key = str(path)
-        if key in previous and all((output / r["file"]).is_file() for r in previous[key]["faces"]):
-            summary.faces.extend(previous[key]["faces"])
-            summary.no_face.extend([key] if previous[key]["no_face"] else [])
+        if key in pending:  # done by an earlier run, its crops all there
+            entry = pending.pop(key)
+            summary.faces.extend(entry["faces"])
+            summary.no_face.extend([key] if entry["no_face"] else [])
             summary.skipped += 1
             continue
+        pending.pop(key, None)
         if path.resolve().parent == resolved_out:
             summary.failed.append(f"{path}: is inside the output folder; not aligned (choose another --output)")
             continue
@@ -114,26 +139,33 @@ def align_folder(inputs: Sequence[str | Path], output: str | Path, size: int = 5
         except (OSError, ValueError) as err:
             summary.failed.append(f"{path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
             continue
-        if not faces:
-            summary.no_face.append(key)
         stem = path.stem
         if any(owners.get(f"{stem}_{k:02d}.png", key) != key for k in range(len(faces))):
             stem = f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"  # another photo of that name is here
-        for k, (crop, record) in enumerate(faces):
-            name_k = f"{stem}_{k:02d}.png"
+        names = [f"{stem}_{k:02d}.png" for k in range(len(faces))]
+        foreign = [n for n, (crop, _) in zip(names, faces)
+                   if n not in owners and (output / n).exists() and not _holds(output / n, crop)]
+        if foreign:
+            summary.failed.append(f"{path}: {output / foreign[0]} is there and osdface align did not write it; "
+                                  "not replaced, the photo not aligned (move that file, or choose another --output)")
+            continue
+        if not faces:
+            summary.no_face.append(key)
+        for name_k, (crop, record) in zip(names, faces):
             write_image_atomic(crop, output / name_k)
             owners[name_k] = key
             summary.faces.append({"file": name_k, "source": key, **record})
-    # Photos of earlier runs into this folder that this run did not name stay in the manifest.
-    done = {str(p) for p in paths}
-    kept = {source: entry for source, entry in previous.items()
-            if source not in done and all((output / r["file"]).is_file() for r in entry["faces"])}
-    manifest = {"size": size, "detector": name, "template": "ffhq-5point",
-                "faces": [r for e in kept.values() for r in e["faces"]] + summary.faces,
-                "no_face": [source for source, e in kept.items() if e["no_face"]] + summary.no_face,
-                "failed": summary.failed}
-    write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        write_manifest()
+    write_manifest(final=True)
     return summary
+
+
+def _holds(path: Path, crop: np.ndarray) -> bool:
+    """``path`` is an image holding exactly ``crop`` (a crop of ours that a killed run left unlisted)."""
+    try:
+        return np.array_equal(read_image(path), crop)
+    except ImageReadError:
+        return False
 
 
 def _read_manifest(output: Path) -> tuple[dict[str, dict], int | None]:
