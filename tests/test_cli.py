@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def test_existing_outputs_skipped_unless_overwrite(tmp_path, capsys, tiny_model_
     (tmp_path / "out").mkdir()
     sentinel = tmp_path / "out" / "face0.png"
     Image.new("RGB", (5, 5), (1, 2, 3)).save(sentinel)
+    # an output is done with its sidecar (written last; issue 19, item 5): the pair is kept
+    (tmp_path / "out" / "face0.json").write_text(json.dumps({"input": "x", "input_size_wh": [5, 5], "faces": []}))
     before = sentinel.read_bytes()
     args = ["restore", "--aligned", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_model_dir, "-q"]
     code, err = run_cli(args, capsys)

@@ -105,9 +105,10 @@ def test_setup_errors_come_before_the_model(tmp_path, capsys, monkeypatch, no_mo
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_no_input_at_all_loads_no_model(tmp_path, capsys, no_model):
+def test_no_input_at_all_loads_no_model(tmp_path, capsys, no_model):  # (issue 19, item 11: exit 2, one line)
     code, err = run_cli(["restore", tmp_path / "missing.png", "-o", tmp_path / "out"], capsys)
-    assert code == 1 and "missing.png: no such file" in err
+    assert code == 2 and "missing.png: no such file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 # 6. outputs follow the umask, not the temp file's 0600
@@ -168,7 +169,7 @@ def test_stale_temp_files_are_swept(tmp_path):
 # 11. one pixel budget: --aligned inputs, upscaled outputs, an exact message
 def test_pixel_budget(tmp_path, capsys, monkeypatch, tiny_model_dir):
     monkeypatch.setattr(image_utils, "MAX_PHOTO_PIXELS", 1000)
-    monkeypatch.setattr(image_utils.read_image, "__defaults__", (1000,))
+    monkeypatch.setattr(image_utils.read_image, "__defaults__", (1000, None))  # (max_pixels, max_side)
     write_faces(tmp_path / "in", 1)  # 32×32 = 1,024 pixels
     code, err = run_cli(aligned(tmp_path, tiny_model_dir), capsys)
     assert code == 1 and "32×32 = 1,024 pixels is over the limit of 1,000" in err

@@ -323,7 +323,8 @@ def test_aligned_mode_refuses_videos_in_one_line(tmp_path, capsys, tiny_model_di
     write_clip(tmp_path / "a.mp4", clip_frames(scene, 2)[0])
     code, err = run_cli(["restore", tmp_path / "a.mp4", "--aligned", "--output", tmp_path / "out", "--weights",
                          tiny_model_dir, "--quiet"], capsys)
-    assert code == 1 and "drop --aligned" in err and "Traceback" not in err
+    assert code == 2 and "drop --aligned" in err and len(err.strip().splitlines()) == 1  # before the model (issue 19)
+    assert not (tmp_path / "out").exists()
 
 
 def test_resume_after_a_kill(tmp_path, tiny_model_dir, scene):

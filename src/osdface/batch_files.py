@@ -4,6 +4,13 @@ What it promises: each input is done once (sharded across processes under torchr
 launch by RANK and WORLD_SIZE), outputs that exist are skipped unless ``overwrite``, an input file
 is never written to, every output is written atomically, and a bad file costs one line in the report
 while the rest goes on.
+
+Nothing is left half-written: an output's extra images (compare/, faces) are written first, then the
+image, then its sidecar JSON last. With a sidecar (``sidecar_of``) an output counts as done only when
+both exist, so a run killed between them is repaired by the next one (which redoes that output); a
+failed write removes what that output had written; and a sidecar of ours whose image is missing (an
+older version wrote it first) is swept by the next run. A JSON file osdface did not write is never
+replaced.
 """
 
 from __future__ import annotations
@@ -113,11 +120,13 @@ def restore_files(
     progress: bool = True,
     log: Optional[Callable[[str], None]] = None,
     read: Callable[[Path], np.ndarray] = read_image,
+    sidecar_of: Optional[Callable[[Path], Path]] = None,
 ) -> BatchReport:
     """Read (``read``), restore (``restore_batch(images, paths)`` → HWC uint8 images or
-    RestoredFile) and write every input with its extras.
+    RestoredFile) and write every input with its extras (the module docstring says in which order).
 
-    Under a multi-process launch each process takes every WORLD_SIZE-th file of the sorted list.
+    ``sidecar_of(input)``: the sidecar each output gets (among its extras); an output without it is not
+    done. Under a multi-process launch each process takes every WORLD_SIZE-th file of the sorted list.
     """
     interactive = progress and sys.stderr.isatty()
     log = log or ((lambda msg: tqdm.write(msg, file=sys.stderr)) if interactive
@@ -134,12 +143,14 @@ def restore_files(
         for line in skipped_folder_entries(inputs):
             report.notes.append(line)
             log(f"note: {line}")
+        sweep_orphan_sidecars(output_dir)  # (sidecars come after their image: none is being written alone)
     for folder in [output_dir, *(p for p in output_dir.glob("*") if p.is_dir() and not p.name.startswith("."))]:
         sweep_stale_temp_files(folder)  # what a killed earlier run left mid-write
     mine = pairs[rank::world]
     todo = []
     for src, dst in mine:
-        (todo.append((src, dst)) if overwrite or not dst.exists() else report.skipped.append(dst))
+        done = dst.exists() and (sidecar_of is None or sidecar_of(src).is_file())
+        (todo.append((src, dst)) if overwrite or not done else report.skipped.append(dst))
     bar = tqdm(total=len(todo), desc="restore" if world == 1 else f"restore [rank {rank}]", unit="img",
                disable=not interactive, position=rank if world > 1 else None)
     for start in range(0, len(todo), batch_size):
@@ -159,13 +170,7 @@ def restore_files(
                 continue
             result = result if isinstance(result, RestoredFile) else RestoredFile(result)
             try:
-                for rel, extra in result.extras.items():
-                    target = output_dir / rel
-                    if isinstance(extra, np.ndarray):
-                        write_image_atomic(extra, target)
-                    else:
-                        write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
-                write_image_atomic(result.image, dst)  # last: its presence means "done"
+                write_outputs(result, dst, output_dir)
                 report.done.append(dst)
                 report.faces.extend({"file": str(src), **face} for face in result.faces)
                 if result.note:
@@ -180,6 +185,57 @@ def restore_files(
             log(f"restore: {min(start + batch_size, len(todo))}/{len(todo)} files")
     bar.close()
     return report
+
+
+SIDECAR_KEYS = {"input", "input_size_wh", "faces"}  # in every photo / aligned-crop sidecar osdface writes
+
+
+def is_our_sidecar(path: Path) -> bool:
+    """``path`` is a JSON object with the keys of a sidecar osdface writes."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SIDECAR_KEYS <= set(data)
+
+
+def write_outputs(result: RestoredFile, dst: Path, output_dir: Path) -> None:
+    """One output, in the order that leaves nothing half: the extra images, the image, the JSON extras
+    (the sidecar) last, each atomically. A JSON file there that is not our sidecar is refused before
+    anything is written; if a write fails, what this output wrote is removed and the error raised."""
+    images = [(output_dir / rel, x) for rel, x in result.extras.items() if isinstance(x, np.ndarray)]
+    texts = [(output_dir / rel, x) for rel, x in result.extras.items() if not isinstance(x, np.ndarray)]
+    for target, _ in texts:
+        if target.exists() and not is_our_sidecar(target):
+            raise FileExistsError(f"{target.name} is there and osdface did not write it; it is not replaced "
+                                  "(move it, or choose another --output)")
+    written: list[Path] = []
+    try:
+        for target, extra in images:
+            write_image_atomic(extra, target)
+            written.append(target)
+        write_image_atomic(result.image, dst)
+        written.append(dst)
+        for target, extra in texts:
+            write_text_atomic(target, json.dumps(extra, indent=2) + "\n")
+            written.append(target)
+    except (OSError, ValueError):
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def sweep_orphan_sidecars(output_dir: Path) -> list[Path]:
+    """Remove each ``STEM.json`` of ours in ``output_dir`` whose image (``STEM`` + an image suffix) is
+    missing: a sidecar is written after its image, so one alone was left by an interrupted older run or
+    its image was deleted. Returns what went."""
+    removed = []
+    for path in sorted(Path(output_dir).glob("*.json")) if Path(output_dir).is_dir() else []:
+        if any(path.with_suffix(suffix).exists() for suffix in WRITABLE_SUFFIXES) or not is_our_sidecar(path):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def one_line(err: BaseException) -> str:
@@ -207,17 +263,27 @@ def _restore_isolated(restore_batch, images: list, paths: list[Path]) -> list:
 
 
 def skipped_folder_entries(inputs: Sequence[str | Path]) -> list[str]:
-    """Entries of input folders that ``list_images`` passes over (subfolders, links to nothing, files
-    without an image extension), one line each, so nothing is skipped silently."""
+    """Entries of input folders that ``list_images`` passes over (subfolders, links to nothing, pipes,
+    sockets and devices or links to them, files without an image extension, a file named only an image
+    extension such as ``.png``), one line each, so nothing is skipped silently. Other hidden files
+    (``.DS_Store``) and text files are passed over without a line."""
     lines = []
     for item in map(Path, inputs):
-        if not item.is_dir():
-            continue
-        for entry in sorted(item.iterdir()):
+        try:
+            entries = sorted(item.iterdir()) if item.is_dir() else []
+        except OSError:
+            continue  # (list_images names the folder)
+        for entry in entries:
             if entry.is_dir():
                 lines.append(f"{entry}: a subfolder; not searched (name it to restore its images)")
             elif not entry.exists():
                 lines.append(f"{entry}: a link to nothing; skipped")
+            elif not entry.is_file():
+                lines.append(f"{entry}: not a regular file (a pipe, socket or device"
+                             + (", through a link" if entry.is_symlink() else "") + "); skipped")
+            elif entry.name.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+                lines.append(f"{entry}: a hidden file named only an extension; skipped (rename it, e.g. "
+                             f"image{entry.name}, to restore it)")
             elif (entry.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS + TEXT_EXTENSIONS) and not entry.name.startswith("."):
                 lines.append(f"{entry}: not an image extension ({', '.join(IMAGE_EXTENSIONS)}); skipped "
                              "(name the file to try it anyway)")

@@ -32,9 +32,10 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".gif")  # restored
 MAX_PHOTO_PIXELS = 100_000_000
 
 
-def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -> np.ndarray:
+def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None, max_side: Optional[int] = None):
     """Open, check, apply EXIF orientation, and ``convert`` a PIL image; every failure is one
-    ImageReadError naming the file and the reason."""
+    ImageReadError naming the file and the reason. ``max_side``: a larger image is reduced while it is
+    decoded (``_reduce``), so that a huge file never lies in memory whole when its use is small."""
     path = Path(path)
     if not path.is_file():
         if path.exists():
@@ -51,6 +52,7 @@ def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -
                         f"{path}: {im.width}×{im.height} = {im.width * im.height:,} pixels is over the limit of "
                         f"{max_pixels:,}; downscale it first"
                     )
+                im = _reduce(im, max_side) if max_side is not None else im
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 image = convert(im)
@@ -67,22 +69,46 @@ def _decode(path: Union[str, Path], convert, max_pixels: Optional[int] = None) -
         raise ImageReadError(f"{path}: cannot decode image ({err})") from None
 
 
-def read_image(path: Union[str, Path], max_pixels: Optional[int] = MAX_PHOTO_PIXELS) -> np.ndarray:
+def _reduce(im: Image.Image, max_side: int) -> Image.Image:
+    """``im`` with its long side at most ``max_side`` (the other in proportion, at least 1 pixel), area
+    averaged. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (``draft``), never whole;
+    other formats are decoded whole once and reduced."""
+    long_side = max(im.size)
+    if long_side <= max_side:
+        return im
+    size = tuple(max(1, round(side * max_side / long_side)) for side in im.size)
+    im.draft(None, size)  # JPEG: DCT scaling to the smallest scale still >= size; other formats: no-op
+    im.load()
+    if im.mode in ("1", "P", "PA"):  # resampling these would pick pixels, not average them
+        im = im.convert("L" if im.mode == "1" else "RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    gap = None if im.mode.startswith("I;16") else 2.0  # (Image.reduce has no 16-bit modes)
+    return im.resize(size, Image.Resampling.BOX, reducing_gap=gap) if im.size != size else im
+
+
+def read_image(path: Union[str, Path], max_pixels: Optional[int] = MAX_PHOTO_PIXELS,
+               max_side: Optional[int] = None) -> np.ndarray:
     """Read an image file as HWC uint8 RGB (EXIF orientation applied; alpha flattened on white).
 
     Raises ImageReadError (file name + reason) for missing, empty, truncated or non-image files and
-    for images over ``max_pixels`` (checked before decoding).
+    for images over ``max_pixels`` (checked before decoding). ``max_side``: an image whose long side is
+    larger comes back reduced to it (area averaged; a JPEG is decoded reduced, see ``_reduce``).
     """
-    return _decode(path, pil_to_numpy, max_pixels)
+    return _decode(path, pil_to_numpy, max_pixels, max_side)
 
 
 def read_photo(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
-    """Read a whole photo as HWC uint8: RGB, or RGBA when the file has transparency.
+    """Read a whole photo in its own layout, as uint8: HW for a grayscale file (L, 1-bit, 16-bit, float),
+    HWC RGB, or RGBA when the file has transparency (gray with alpha too: ``read_photo_and_mode`` tells).
 
-    EXIF orientation is applied; grayscale becomes three equal channels; 16-bit and float images
-    are scaled to 8 bits. Photos over ``max_pixels`` raise ImageReadError before decoding.
+    EXIF orientation is applied; 16-bit and float images are scaled to 8 bits. Photos over
+    ``max_pixels`` raise ImageReadError before decoding.
     """
     return _decode(path, pil_to_photo_array, max_pixels)
+
+
+def read_photo_and_mode(path: Union[str, Path], max_pixels: int = MAX_PHOTO_PIXELS) -> tuple[np.ndarray, str]:
+    """``read_photo`` and the file's PIL mode (e.g. "LA": written back as gray with alpha)."""
+    return _decode(path, lambda im: (pil_to_photo_array(im), im.mode), max_pixels)
 
 
 def check_upscaled(name, height: int, width: int, upscale: float, max_pixels: Optional[int] = None,
@@ -100,10 +126,18 @@ def check_upscaled(name, height: int, width: int, upscale: float, max_pixels: Op
     return out_h, out_w
 
 
+GRAY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")  # one channel: a photo in them stays gray
+
+
 def pil_to_photo_array(im: Image.Image) -> np.ndarray:
-    """PIL → HWC uint8: RGBA when the image has transparency, else RGB (as ``pil_to_numpy``)."""
+    """PIL → uint8 in the image's layout: HW for a gray mode (``GRAY_MODES``; 16-bit and float scaled as
+    ``pil_to_numpy``), RGBA when the image has transparency (gray with alpha as equal channels), else RGB."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
+    if im.mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    if im.mode in GRAY_MODES:
+        return pil_to_numpy(im)[..., 0].copy()
     return pil_to_numpy(im)
 
 
@@ -146,7 +180,11 @@ def list_images(inputs: Sequence[Union[str, Path]]) -> tuple[list[Path], list[st
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            try:
+                found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            except OSError as err:
+                problems.append(f"{item}: folder cannot be read ({err.strerror or err})")
+                continue
             if not found:
                 problems.append(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
             paths.extend(found)

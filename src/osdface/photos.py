@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import OSDFaceError
-from .face import FaceRestorer, RestoreResult, create_detector
+from .face import FaceDetector, FaceRestorer, RestoreResult, create_detector
 from .face.no_harm import FaceVerdict, NoHarm, band_change, detail, mix
 from .face.restorer import is_grayscale
 from .image_utils import pil_to_photo_array
@@ -98,22 +98,38 @@ def make_no_harm(detail_guard: str = "on", identity_guard: str = "auto") -> tupl
     return NoHarm(enabled=detail_on, identity=identity, identity_guard=threshold), notes
 
 
-def make_face_restorer(pipe: OSDFacePipeline, *, detector: str = "mtcnn", detector_weights: Optional[str] = None,
+def make_detector(detector: str = "mtcnn", detector_weights: Optional[str] = None,
+                  detect_max_side: Optional[int] = 2048) -> FaceDetector:
+    """The face detector ``osdface restore`` uses: ``detector`` by name, with local ``detector_weights``
+    (a missing path is one OSDFaceError); MTCNN shrinks photos larger than ``detect_max_side`` for
+    detection only (faster, same faces)."""
+    from pathlib import Path
+
+    if detector_weights and not Path(detector_weights).exists():
+        raise OSDFaceError(f"--detector-weights {detector_weights}: no such file or folder")
+    kwargs = {"weights": detector_weights} if detector_weights else {}
+    if detector == "mtcnn":
+        kwargs["max_side"] = detect_max_side
+    return create_detector(detector, **kwargs)
+
+
+def make_face_restorer(pipe: OSDFacePipeline, *, detector: str | FaceDetector = "mtcnn",
+                       detector_weights: Optional[str] = None,
                        upscale: float = 1.0, only_center_face: bool = False, min_face_size: float = 20.0,
                        max_faces: Optional[int] = None, color_match: bool = True, fidelity: float = 0.0,
                        batch_size: int = 4, posterior: str = "mode", seed: int = 114,
                        detect_max_side: Optional[int] = 2048, no_harm: Optional[NoHarm] = None) -> FaceRestorer:
     """A FaceRestorer whose faces are restored by ``pipe`` (aligned at the pipeline's face size).
 
-    ``detect_max_side``: photos larger than this are shrunk for detection only (faster, same faces);
-    ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None pastes every restored face as is.
+    ``detector``: a name (built by ``make_detector`` with ``detector_weights`` and ``detect_max_side``)
+    or a detector already built; ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None
+    pastes every restored face as is.
     """
-    kwargs = {"weights": detector_weights} if detector_weights else {}
-    if detector == "mtcnn":
-        kwargs["max_side"] = detect_max_side
+    if isinstance(detector, str):
+        detector = make_detector(detector, detector_weights, detect_max_side)
     return FaceRestorer(
         pipeline_restore_fn(pipe, batch_size, posterior, seed, fidelity),
-        detector=create_detector(detector, **kwargs),
+        detector=detector,
         face_size=pipe.sample_size, upscale=upscale, only_center_face=only_center_face,
         min_face_size=min_face_size, max_faces=max_faces, color_match=color_match, no_harm=no_harm,
     )

@@ -1,16 +1,26 @@
-"""``osdface restore``: restore every face in photos (default) or aligned face crops (--aligned)."""
+"""``osdface restore``: restore every face in photos (default) or aligned face crops (--aligned).
+
+Two steps. ``plan_restore`` checks every flag and path and learns what it can without a model (the
+inputs, the videos' sizes, the encoder, the detector, the guards) into a ``RestorePlan``: a refusal is
+one OSDFaceError (one ``error:`` line, exit status 2) with no model loaded and nothing written. Then
+``run_restore`` restores what the plan holds with the loaded pipeline.
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
 from ..batch_files import FORMATS
 from ..files import write_text_atomic
+from .checks import check_output_folder
+
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2⁶⁴ − 1 (a negative seed wraps around)
 
 
 def restore(
@@ -54,14 +64,16 @@ def restore(
     **Photos** (default): faces are detected (5 landmarks), aligned to the FFHQ template at the
     model's size (512; 128 for the bundled mini model), restored in batches across photos, and
     pasted back with a feathered mask and colour matching.
-    The output has the input's size (times --upscale); grayscale stays grayscale, RGBA keeps its
-    alpha, 16-bit inputs are written as 8-bit, EXIF orientation is applied. A photo with no face is
-    copied through (upscaled if asked) and reported as a note, not a failure. Photos over 100 MP are
-    refused with a clear error.
+    The output has the input's size (times --upscale); grayscale stays grayscale (gray with alpha
+    too), RGBA keeps its alpha, 16-bit inputs are written as 8-bit, EXIF orientation is applied. A
+    photo with no face is copied through (upscaled if asked) and reported as a note, not a failure.
+    Photos over 100 MP are refused with a clear error.
 
     **Aligned crops** (--aligned): square inputs are resized to the model's size S (512; 128 for
-    mini) and come out S×S, as in the official code. Non-square inputs are edge-padded to a square,
-    restored, and the padding is cropped off again: the output keeps the aspect ratio with long side S.
+    mini) and come out S×S, as in the official code (under --detail-guard on, a square crop larger than
+    1.1·S keeps its size, at most 1024 px: a larger one is decoded reduced to 1024, with a note).
+    Non-square inputs are edge-padded to a square, restored, and the padding is cropped off again: the
+    output keeps the aspect ratio with long side S.
 
     **Videos** (mp4, mov, m4v, mkv, webm, gif): frames are streamed, faces tracked across frames,
     aligned with temporally smoothed landmarks, restored in batches across frames with a visual prompt
@@ -72,120 +84,26 @@ def restore(
     **Weights**: --weights, else $OSDFACE_HOME/osdface, else $OSDFACE_HOME/osdface-release, else the
     bundled osdface-mini model (a note says so; --model picks explicitly).
 
-    Outputs keep the input's file name (with the --format suffix). Existing outputs are skipped
-    unless --overwrite; input files are never written to. A file that cannot be read gets one error
-    line and the rest goes on; the exit status is 1 when any input failed.
+    Every flag and path is checked before the model loads: a problem there (or no usable input at
+    all) is one error line and exit status 2. Outputs keep the input's file name (with the --format
+    suffix). Existing outputs are skipped unless --overwrite; nothing is written into an input folder.
+    The sidecar is written after its image, and an output counts as done only with it. A file that
+    cannot be read gets one error line and the rest goes on; the exit status is 1 when any input failed.
 
     Under `torchrun` or `accelerate launch` every process takes its share of the sorted inputs
     (by RANK and WORLD_SIZE): each file is restored exactly once.
     """
-    from ..batch_files import BatchReport, restore_files, shard
-    from ..errors import OSDFaceError
-    from ..image_utils import check_upscaled, list_images, read_image, read_photo
-    from ..loading import check_dtype_name, find_weights, load_pipeline, resolve_device
+    flags = dict(locals())  # every parameter above, as given
+    from ..loading import load_pipeline
 
-    # 1. Every flag, the weights' place, the inputs and the output folder are checked before any model loads.
-    if posterior not in ("mode", "sample"):
-        raise OSDFaceError(f"--posterior must be 'mode' or 'sample', got {posterior!r}")
-    if fmt not in (*FORMATS, "same"):
-        raise OSDFaceError(f"--format must be one of {', '.join(FORMATS)}, same; got {fmt!r}")
-    check_dtype_name(dtype)
-    resolve_device(device)
-    shard()
-    if not aligned:
-        from ..face import DETECTORS
-
-        if detector not in DETECTORS:
-            raise OSDFaceError(f"--detector {detector!r}: unknown; available: {', '.join(sorted(DETECTORS))}")
-    codec_options = _parse_video_options(video_option or [])
-    from ..photos import make_no_harm
-
-    no_harm, guard_notes = make_no_harm(detail_guard, identity_guard)
-    for line in guard_notes:
+    # 1. Every flag and path, before any model loads (RestorePlan); its notes come first
+    plan = plan_restore(**flags)
+    for line in plan.notes:
         typer.echo(f"note: {line}", err=True)
-    find_weights(str(weights) if weights else None, model)
-    videos, image_inputs = split_videos(inputs)
-    found, problems = list_images(image_inputs) if image_inputs else ([], [])
-    if videos:
-        from ..video.io import import_av
-
-        import_av()  # PyAV missing: one line before any model loads
-    if not found and not videos:
-        for line in problems:
-            typer.echo(f"error: {line}", err=True)
-        typer.echo("error: no image to restore among the inputs", err=True)
-        raise typer.Exit(1)
-    check_output_folder(output, inputs)
+    # 2. The model, then the run
     pipe = load_pipeline(str(weights) if weights else None, sd_model, device, dtype, model=model,
                          notify=lambda line: typer.echo(f"note: {line}", err=True))
-
-    if aligned:
-        from ..batch_files import RestoredFile
-        from ..photos import compare_image, restore_aligned_faces
-
-        def restore_batch(images, paths):
-            out = restore_aligned_faces(pipe, images, fidelity=fidelity, batch_size=batch_size, posterior=posterior,
-                                        seed=seed, no_harm=no_harm)  # grayscale stays grayscale, as in photo mode
-            files = []
-            for src, before, (after, verdict) in zip(paths, images, out):
-                extras = {f"compare/{src.stem}.png": compare_image(before, after)} if compare else {}
-                faces = [{"index": 0, **verdict.to_json()}] if verdict is not None else []
-                if sidecar and faces:
-                    extras[f"{src.stem}.json"] = {"input": str(src), "input_size_wh": [before.shape[1], before.shape[0]],
-                                                  "aligned": True, "faces": faces}
-                files.append(RestoredFile(after, extras, faces=faces))
-            return files
-
-        read = read_image  # (one pixel budget: read_image refuses what read_photo refuses)
-    else:
-        from ..photos import make_face_restorer
-
-        restorer = make_face_restorer(pipe, detector=detector, detector_weights=detector_weights, upscale=upscale,
-                                      only_center_face=only_center_face, min_face_size=min_face_size,
-                                      max_faces=max_faces, color_match=color_match, fidelity=fidelity,
-                                      batch_size=batch_size, posterior=posterior, seed=seed, no_harm=no_harm)
-
-        def restore_batch(images, paths):
-            results = restorer.restore_many(images, batch_size=batch_size)
-            return [_photo_outputs(src, before, result, upscale, fmt, save_faces, compare, sidecar)
-                    for src, before, result in zip(paths, images, results)]
-
-        def read(path):  # the output (input × upscale²) has the same pixel budget as the input
-            photo = read_photo(path)
-            check_upscaled(path, photo.shape[0], photo.shape[1], upscale)
-            return photo
-
-    result = restore_files(image_inputs, output, restore_batch, batch_size=batch_size, overwrite=overwrite,
-                           fmt=fmt, progress=not quiet, read=read) if image_inputs else BatchReport()
-    result.notes[:0] = guard_notes
-    if videos and aligned:
-        for src in videos:
-            result.failed.append(f"{src}: a video is restored in photo mode (faces detected and tracked); "
-                                 "drop --aligned")
-            typer.echo(f"error: {result.failed[-1]}", err=True)
-    elif videos:
-        from ..video.batch import restore_videos
-        from ..video.restorer import Stabilisers, VideoFaceRestorer
-
-        stabilisers = Stabilisers(landmark_smoothing, prompt_smoothing, bridge_gap=3 if landmark_smoothing else 0,
-                                  output_blend=temporal_blend)
-        settings = {"weights": str(weights), "model": model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
-                    "options": [only_center_face, min_face_size, max_faces, fidelity, color_match, posterior, seed,
-                                detector, detector_weights, detail_guard, identity_guard]}
-
-        def make_video_restorer():
-            return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=batch_size, fidelity=fidelity,
-                                     posterior=posterior, seed=seed)
-
-        ignored = [flag for flag, on in (("--save-faces", save_faces), ("--compare", compare),
-                                          (f"--format {fmt}", fmt != "png")) if on]
-        if ignored:
-            result.notes.append(f"videos: {', '.join(ignored)} apply to photos; a video is written as one clip "
-                                "in its own container")
-            typer.echo(f"note: {result.notes[-1]}", err=True)
-        restore_videos(videos, output, make_video_restorer, settings, report=result, codec=video_codec,
-                       codec_options=codec_options, upscale=upscale, segment_frames=video_segment,
-                       overwrite=overwrite, progress=not quiet, sidecar=sidecar)
+    result = run_restore(plan, pipe)
     typer.echo(result.summary(), err=True)
     if report is not None:
         write_text_atomic(report, json.dumps(result.to_json(), indent=2) + "\n")
@@ -193,36 +111,303 @@ def restore(
         raise typer.Exit(1)
 
 
-def check_output_folder(output: Path, inputs) -> None:
-    """Refuse, before any work, an --output that is a file, an input folder, or cannot be written."""
-    from ..errors import OSDFaceError
-    from ..files import atomic_write
+@dataclass
+class RestorePlan:
+    """The flags of ``osdface restore`` (named as its parameters), checked, and what ``plan_restore``
+    learnt from them without a model."""
 
-    if output.exists() and not output.is_dir():
-        raise OSDFaceError(f"--output {output}: is a file, not a folder; give a folder for the restored images")
-    if any(Path(item).is_dir() and Path(item).resolve() == output.resolve() for item in inputs):
-        raise OSDFaceError(f"--output {output}: is also an input folder; a rerun would take the outputs as inputs. "
-                           "Choose another folder")
+    inputs: list[Path]
+    output: Path
+    aligned: bool = False
+    upscale: float = 1.0
+    only_center_face: bool = False
+    min_face_size: float = 20.0
+    max_faces: Optional[int] = None
+    fidelity: float = 0.0
+    detail_guard: str = "on"
+    identity_guard: str = "auto"
+    color_match: bool = True
+    save_faces: bool = False
+    compare: bool = False
+    sidecar: bool = True
+    detector: str = "mtcnn"
+    detector_weights: Optional[str] = None
+    sd_model: Optional[str] = None
+    weights: Optional[Path] = None
+    model: str = "auto"
+    batch_size: int = 4
+    device: str = "auto"
+    dtype: str = "auto"
+    posterior: str = "mode"
+    seed: int = 114
+    fmt: str = "png"
+    overwrite: bool = False
+    report: Optional[Path] = None
+    quiet: bool = False
+    landmark_smoothing: int = 3
+    prompt_smoothing: float = 0.7
+    temporal_blend: float = 0.0
+    video_codec: Optional[str] = None
+    video_option: Optional[List[str]] = None
+    video_segment: int = 120
+    # learnt by plan_restore
+    videos: list[Path] = field(default_factory=list)  # video files among the inputs (folders searched)
+    image_inputs: list[Path] = field(default_factory=list)  # the other inputs: image files and folders
+    video_infos: dict = field(default_factory=dict)  # path → VideoInfo (a clip that cannot be probed fails in the run)
+    codec_options: dict = field(default_factory=dict)  # --video-option as a dict
+    no_harm: Any = None  # the per-face rule (face.no_harm.NoHarm) of --detail-guard / --identity-guard
+    face_detector: Any = None  # photo mode: the detector, built (its weights read) before the model
+    notes: list[str] = field(default_factory=list)  # told before the run and kept in the report
+
+
+def plan_restore(**flags) -> RestorePlan:
+    """Check every flag and path of ``osdface restore`` (the same keywords) before any model loads, and
+    learn what the run needs. Each problem is one OSDFaceError; the output folder is made last, only
+    when everything else passed, and nothing else is written."""
+    from ..batch_files import shard
+    from ..errors import OSDFaceError
+    from ..image_utils import list_images
+    from ..loading import check_dtype_name, find_weights, resolve_device
+    from ..photos import make_detector, make_no_harm
+    from .checks import check_choice, check_int_range, check_new_file
+
+    plan = RestorePlan(**flags)
+    plan.inputs, plan.output = [Path(p) for p in plan.inputs], Path(plan.output)
+    # 1. Values typer cannot bound
+    check_choice(plan.posterior, ("mode", "sample"), "--posterior")
+    check_choice(plan.fmt, (*FORMATS, "same"), "--format")
+    check_int_range(plan.seed, 0, SEED_MAX, "--seed")
+    for flag, value in (("--upscale", plan.upscale), ("--min-face-size", plan.min_face_size),
+                        ("--fidelity", plan.fidelity), ("--prompt-smoothing", plan.prompt_smoothing),
+                        ("--temporal-blend", plan.temporal_blend)):
+        if not math.isfinite(value):  # (typer refuses them where a flag has both bounds; not for --min-face-size)
+            raise OSDFaceError(f"{flag} {value}: must be a finite number")
+    check_dtype_name(plan.dtype)
+    resolve_device(plan.device)
+    shard()
+    plan.codec_options = _parse_video_options(plan.video_option or [])
+    # 2. The guards and the weights' place
+    plan.no_harm, guard_notes = make_no_harm(plan.detail_guard, plan.identity_guard)
+    plan.notes.extend(guard_notes)
+    kind, folder = find_weights(str(plan.weights) if plan.weights else None, plan.model)
+    if plan.sd_model and _holds_its_own_sd(kind, folder):
+        plan.notes.append(f"--sd-model {plan.sd_model}: not used; "
+                          + ("the bundled mini model" if kind == "bundled" else f"{folder}, a merged osdface folder,")
+                          + " holds its own UNet and VAE")
+    # 3. The inputs: one usable at least; videos probed (size × --upscale) and their encoder tried
+    plan.videos, plan.image_inputs = split_videos(plan.inputs)
+    found, problems = list_images(plan.image_inputs) if plan.image_inputs else ([], [])
+    if not found and not plan.videos:
+        raise OSDFaceError(_nothing_to_restore(problems))
+    if plan.videos:
+        if plan.aligned:
+            more = f" (and {len(plan.videos) - 1} more)" if len(plan.videos) > 1 else ""
+            raise OSDFaceError(f"{plan.videos[0]}{more}: a video is restored in photo mode (faces detected and "
+                               "tracked); drop --aligned, or restore the videos in a run of their own")
+        _check_videos(plan)
+    elif plan.video_codec or plan.video_option:
+        given = [flag for flag, on in (("--video-codec", plan.video_codec), ("--video-option", plan.video_option)) if on]
+        plan.notes.append(f"{', '.join(given)}: no video among the inputs; not used")
+    if not plan.aligned:  # the detector and its weights, before the model (photos and videos)
+        from ..face import DETECTORS
+
+        check_choice(plan.detector, sorted(DETECTORS), "--detector")
+        plan.face_detector = make_detector(plan.detector, plan.detector_weights)
+    # 4. What is written: --report (its folder exists; not a folder; not in an input), then the output folder
+    if plan.report is not None:
+        check_new_file(plan.report, "--report")
+        _check_not_in_inputs(Path(plan.report), plan.inputs, "--report")
+    check_output_folder(plan.output, plan.inputs, holds="the restored images")
+    return plan
+
+
+def run_restore(plan: RestorePlan, pipe):
+    """Restore what ``plan`` holds with ``pipe``: the images (photos or --aligned crops), then the videos.
+    Returns the BatchReport (the plan's notes first)."""
+    from ..batch_files import BatchReport, restore_files
+
+    restore_batch, read = (_aligned_steps if plan.aligned else _photo_steps)(plan, pipe)
+    sidecar_of = (lambda src: plan.output / f"{src.stem}.json") if plan.sidecar else None
+    result = restore_files(plan.image_inputs, plan.output, restore_batch, batch_size=plan.batch_size,
+                           overwrite=plan.overwrite, fmt=plan.fmt, progress=not plan.quiet, read=read,
+                           sidecar_of=sidecar_of) if plan.image_inputs else BatchReport()
+    result.notes[:0] = plan.notes
+    if plan.videos:
+        _restore_videos(plan, pipe, result)
+    return result
+
+
+def _aligned_steps(p: RestorePlan, pipe):
+    """(restore_batch, read) for --aligned crops. A crop larger than the detail rule's largest working
+    size (1024 px) is decoded reduced to it: under --detail-guard on a square crop keeps its size up to
+    there (so its output is capped, with a note); otherwise the output has the model's size anyway."""
+    from PIL import Image
+
+    from ..batch_files import RestoredFile
+    from ..image_utils import read_image
+    from ..photos import compare_image, restore_aligned_faces
+
+    max_side = p.no_harm.max_work_size
+    original: dict[Path, tuple[int, int]] = {}  # input → its (width, height), when decoded reduced
+
+    def read(path):  # (one pixel budget: read_image refuses what read_photo refuses)
+        image = read_image(path, max_side=max_side)
+        if max(image.shape[:2]) == max_side:
+            with Image.open(path) as im:  # the header only
+                w, h = im.size[::-1] if im.getexif().get(0x0112) in (5, 6, 7, 8) else im.size  # EXIF quarter turns
+            if max(w, h) > max_side:
+                original[path] = (w, h)
+        return image
+
+    def restore_batch(images, paths):
+        out = restore_aligned_faces(pipe, images, fidelity=p.fidelity, batch_size=p.batch_size, posterior=p.posterior,
+                                    seed=p.seed, no_harm=p.no_harm)  # grayscale stays grayscale, as in photo mode
+        files = []
+        for src, before, (after, verdict) in zip(paths, images, out):
+            extras = {f"compare/{src.stem}.png": compare_image(before, after)} if p.compare else {}
+            faces = [{"index": 0, **verdict.to_json()}] if verdict is not None else []
+            size_wh = original.get(src, (before.shape[1], before.shape[0]))
+            note = None
+            if src in original and after.shape[:2] == before.shape[:2]:
+                note = (f"a {size_wh[0]}×{size_wh[1]} crop: restored at {after.shape[1]}×{after.shape[0]} (aligned "
+                        f"crops keep their size up to {max_side} px; a larger one is decoded reduced)")
+            if p.sidecar:  # every crop gets one (its presence marks the output done)
+                reduced = {"decoded_size_wh": [before.shape[1], before.shape[0]]} if src in original else {}
+                extras[f"{src.stem}.json"] = {"input": str(src), "input_size_wh": list(size_wh), **reduced,
+                                              "aligned": True, "faces": faces}
+            files.append(RestoredFile(after, extras, note, faces=faces))
+        return files
+
+    return restore_batch, read
+
+
+def _photo_steps(p: RestorePlan, pipe):
+    """(restore_batch, read) for whole photos: every face detected, restored, pasted back."""
+    from ..image_utils import check_upscaled, read_photo_and_mode
+
+    restorer = _face_restorer(p, pipe)
+    gray_alpha: set[Path] = set()  # inputs in gray with alpha (LA): written back as LA
+
+    def read(path):  # the output (input × upscale²) has the same pixel budget as the input
+        photo, mode = read_photo_and_mode(path)
+        check_upscaled(path, photo.shape[0], photo.shape[1], p.upscale)
+        if mode in ("LA", "La"):
+            gray_alpha.add(path)
+        return photo
+
+    def restore_batch(images, paths):
+        results = restorer.restore_many(images, batch_size=p.batch_size)
+        return [_photo_outputs(src, before, result, p.upscale, p.fmt, p.save_faces, p.compare, p.sidecar,
+                               gray_alpha=src in gray_alpha)
+                for src, before, result in zip(paths, images, results)]
+
+    return restore_batch, read
+
+
+def _face_restorer(p: RestorePlan, pipe):
+    from ..photos import make_face_restorer
+
+    return make_face_restorer(pipe, detector=p.face_detector, upscale=p.upscale, only_center_face=p.only_center_face,
+                              min_face_size=p.min_face_size, max_faces=p.max_faces, color_match=p.color_match,
+                              fidelity=p.fidelity, batch_size=p.batch_size, posterior=p.posterior, seed=p.seed,
+                              no_harm=p.no_harm)
+
+
+def _restore_videos(p: RestorePlan, pipe, result) -> None:
+    from ..video.batch import restore_videos
+    from ..video.restorer import Stabilisers, VideoFaceRestorer
+
+    restorer = _face_restorer(p, pipe)
+    stabilisers = Stabilisers(p.landmark_smoothing, p.prompt_smoothing, bridge_gap=3 if p.landmark_smoothing else 0,
+                              output_blend=p.temporal_blend)
+    settings = {"weights": str(p.weights), "model": p.model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
+                "options": [p.only_center_face, p.min_face_size, p.max_faces, p.fidelity, p.color_match, p.posterior,
+                            p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard]}
+
+    def make_video_restorer():
+        return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=p.batch_size, fidelity=p.fidelity,
+                                 posterior=p.posterior, seed=p.seed)
+
+    ignored = [flag for flag, on in (("--save-faces", p.save_faces), ("--compare", p.compare),
+                                      (f"--format {p.fmt}", p.fmt != "png")) if on]
+    if ignored:
+        result.notes.append(f"videos: {', '.join(ignored)} apply to photos; a video is written as one clip "
+                            "in its own container")
+        typer.echo(f"note: {result.notes[-1]}", err=True)
+    restore_videos(p.videos, p.output, make_video_restorer, settings, report=result, codec=p.video_codec,
+                   codec_options=p.codec_options, upscale=p.upscale, segment_frames=p.video_segment,
+                   overwrite=p.overwrite, progress=not p.quiet, sidecar=p.sidecar, probed=p.video_infos)
+
+
+def _check_videos(plan: RestorePlan) -> None:
+    """Each clip probed once: its output (size × --upscale) within the pixel budget, and the encoder
+    (--video-codec, --video-option) tried on one frame of that size in the clip's container. A clip that
+    cannot be probed is left to the run, which names it in one line and goes on."""
+    from ..errors import VideoReadError
+    from ..image_utils import check_upscaled
+    from ..video.io import CONTAINERS, check_encoder, import_av, probe
+
+    import_av()  # PyAV missing: one line
+    encoders = set()
+    for video in plan.videos:
+        try:
+            info = probe(video)
+        except VideoReadError:
+            encoders.add((CONTAINERS[video.suffix.lower()], (64, 64)))
+            continue
+        plan.video_infos[video] = info
+        width, height = info.upright_size
+        out_h, out_w = check_upscaled(video, height, width, plan.upscale)  # frames have a photo's pixel budget
+        encoders.add((info.container, (out_w, out_h) if info.rotation in (0, 180) else (out_h, out_w)))  # as stored
+    for container, size in sorted(encoders):
+        check_encoder(container, plan.video_codec, plan.codec_options, size)
+
+
+def _holds_its_own_sd(kind: str, folder: Path) -> bool:
+    """The weights at ``folder`` (``find_weights``) carry their UNet and VAE (merged): --sd-model is not read."""
+    if kind == "release":
+        return False
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        # a name of its own: the processes of a torchrun launch check the same folder at once
-        probe = atomic_write(output / f".osdface-write-check-{uuid.uuid4().hex[:12]}", lambda f: f.write(b"ok"))
-        probe.unlink()
-    except OSError as err:
-        raise OSDFaceError(f"--output {output}: cannot write there ({err.strerror or err})") from None
+        return json.loads((Path(folder) / "model_index.json").read_text()).get("lora") == "merged"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _nothing_to_restore(problems: list[str]) -> str:
+    """One line for a run without any usable input (each input's problem, the first three)."""
+    if len(problems) == 1:
+        return f"{problems[0]} (nothing to restore)"
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return f"nothing to restore: {shown}" if problems else "no image or video to restore among the inputs"
+
+
+def _check_not_in_inputs(path: Path, inputs, flag: str) -> None:
+    """A file we write (``path``) is no input file and lies in no input folder (links followed)."""
+    from ..errors import OSDFaceError
+
+    where = path.absolute().parent.resolve() / path.name
+    for item in map(Path, inputs):
+        target = item.resolve()
+        if where == target or (item.is_dir() and target in where.parents):
+            raise OSDFaceError(f"{flag} {path}: " + ("is an input file" if where == target else
+                                                     f"is inside the input folder {item}")
+                               + "; no command writes into its inputs. Choose another place")
 
 
 def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_faces: bool, compare: bool,
-                   sidecar: bool):
-    """One photo's RestoredFile: the photo, its sidecar JSON, optional faces and comparison."""
+                   sidecar: bool, gray_alpha: bool = False):
+    """One photo's RestoredFile: the photo (in the input's layout: with ``gray_alpha``, an LA input, it
+    comes back LA), its sidecar JSON, optional faces and comparison."""
     from ..batch_files import RestoredFile
     from ..photos import compare_image, face_records, no_face_note
 
     image = result.image
     note = None
     suffix = src.suffix.lower() if fmt == "same" else FORMATS[fmt]
-    if image.ndim == 3 and image.shape[2] == 4 and suffix in (".jpg", ".jpeg", ".bmp"):
-        image = image[..., :3]
+    if gray_alpha and image.ndim == 3 and image.shape[2] == 4:  # (the restorer gives gray as equal channels)
+        image = image[..., [0, 3]]
+    if image.ndim == 3 and image.shape[2] in (2, 4) and suffix in (".jpg", ".jpeg", ".bmp"):
+        image = image[..., 0] if image.shape[2] == 2 else image[..., :3]
         note = f"alpha channel dropped: {suffix} has none (use --format png to keep it)"
     extras: dict = {}
     if sidecar:
@@ -234,9 +419,9 @@ def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_fac
             extras[f"cropped_faces/{src.stem}_{i:02d}.png"] = face.cropped
             extras[f"restored_faces/{src.stem}_{i:02d}.png"] = face.restored
     if compare:
-        extras[f"compare/{src.stem}.png"] = compare_image(before, image)
+        extras[f"compare/{src.stem}.png"] = compare_image(before, result.image)
     if not result.faces:
-        note = no_face_note(upscale)
+        note = no_face_note(upscale) + (f"; {note}" if note else "")
     faces = [{"index": i, **f.verdict.to_json()} for i, f in enumerate(result.faces) if f.verdict is not None]
     return RestoredFile(image, extras, note, faces)
 
@@ -249,7 +434,11 @@ def split_videos(inputs) -> tuple[list[Path], list[Path]]:
     videos, others = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            entries = sorted(p for p in item.iterdir() if p.is_file())
+            try:
+                entries = sorted(p for p in item.iterdir() if p.is_file())
+            except OSError:  # unreadable: list_images names it
+                others.append(item)
+                continue
             found = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             videos.extend(found)
             if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries) or not found:

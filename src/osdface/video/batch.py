@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..batch_files import BatchReport, one_line, plan_outputs, shard
 from ..errors import ImageReadError, OSDFaceError
 from ..image_utils import check_upscaled
-from .clip import restore_clip, work_folder
-from .io import probe
+from .clip import clip_done, restore_clip, sweep_orphan_sidecar, work_folder
+from .io import VideoInfo, probe
 from .restorer import VideoFaceRestorer
 
 
@@ -27,8 +27,12 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
                    settings: dict, report: Optional[BatchReport] = None, codec: Optional[str] = None,
                    codec_options: Optional[dict] = None, upscale: float = 1.0, segment_frames: int = 120,
                    overwrite: bool = False, progress: bool = True, sidecar: bool = False,
-                   log: Optional[Callable[[str], None]] = None) -> BatchReport:
-    """Restore every clip into ``output_dir``; results go into ``report`` (a new one if None)."""
+                   log: Optional[Callable[[str], None]] = None,
+                   probed: Optional[dict[Path, VideoInfo]] = None) -> BatchReport:
+    """Restore every clip into ``output_dir``; results go into ``report`` (a new one if None).
+
+    A clip is done when its output exists, and its sidecar too with ``sidecar`` (written last); a sidecar
+    of ours left without its clip is removed. ``probed``: clips already probed (``probe``), by path."""
     report = report if report is not None else BatchReport()
     interactive = progress and sys.stderr.isatty()
     log = log or ((lambda msg: tqdm.write(msg, file=sys.stderr)) if interactive
@@ -40,14 +44,16 @@ def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Call
         for line in problems:
             log(f"error: {line}")
     for src, dst in pairs[rank::world]:
-        if dst.exists() and not overwrite:
+        sweep_orphan_sidecar(dst)
+        if clip_done(dst, sidecar) and not overwrite:
+            shutil.rmtree(work_folder(dst), ignore_errors=True)  # (a run killed after the sidecar left it)
             report.skipped.append(dst)
             continue
         if overwrite:
             shutil.rmtree(work_folder(dst), ignore_errors=True)
         try:
             # 1. Probe: a clip that cannot be read whole is refused before any frame is restored
-            info = probe(src)
+            info = (probed or {}).get(src) or probe(src)
             width, height = info.upright_size
             check_upscaled(src, height, width, upscale)  # frames have a photo's pixel budget
             if info.variable_rate:

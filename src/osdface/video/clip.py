@@ -8,7 +8,9 @@ are warmed up on the frames just before it (restored again, not written,
 ``VideoFaceRestorer.warmup_start``), so the resumed frames come out as in an uninterrupted run. When the last segment is done, the segments and the input's audio are joined into a
 temporary file that is renamed to the output: an output file is always complete. GIFs are encoded in
 one piece (no resume). With ``sidecar``, ``NAME.json`` (e.g. ``clip.mp4.json``) lists every frame's
-faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels.
+faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels,
+and ``"cut": true`` on a frame that starts a new shot (``cuts``);
+it is written after the output, and the clip counts as done only when both exist (``clip_done``).
 """
 
 from __future__ import annotations
@@ -75,8 +77,32 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
+def clip_done(output: Path, sidecar: bool) -> bool:
+    """The clip's output is complete: the file, and its sidecar when one is asked for (written last)."""
+    return output.is_file() and (not sidecar or sidecar_path(output).is_file())
+
+
+SIDECAR_KEYS = {"input", "input_size_wh", "upscale", "rate", "time_base", "rotation", "frames"}
+
+
+def sweep_orphan_sidecar(output: Path) -> bool:
+    """Remove ``output``'s sidecar when the clip itself is missing and the sidecar is ours (its keys are the
+    ones ``restore_clip`` writes): an older version wrote it first. A file we did not write stays."""
+    path = sidecar_path(output)
+    if output.exists() or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    ours = isinstance(data, dict) and set(data) == SIDECAR_KEYS
+    if ours:
+        path.unlink(missing_ok=True)
+    return ours
+
+
 def _frame_record(restored) -> dict:
-    return {"frame": restored.index, "pts": restored.pts,
+    return {"frame": restored.index, "pts": restored.pts, **({"cut": True} if restored.cut else {}),
             "faces": [{"track": tid, "box_xyxy": np.round(f.box, 2).tolist(),
                        "landmarks5": np.round(f.landmarks5, 2).tolist(), "score": round(float(f.score), 4),
                        **(_verdict_fields(f.verdict) if f.verdict is not None else {})}
@@ -170,18 +196,20 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
         raise OSDFaceError(f"{info.path}: no frame was restored")
     # 3. Join the segments with the input's audio into a temporary file, then rename it to the output
     segments = [folder / s["file"] for s in done]
-    if sidecar:  # written before the output: the output's presence means the clip is done
-        frames = [r for seg in segments if seg.with_suffix(".json").is_file()
-                  for r in json.loads(seg.with_suffix(".json").read_text())]
+    frames = [r for seg in segments if seg.with_suffix(".json").is_file()
+              for r in json.loads(seg.with_suffix(".json").read_text())] if sidecar else []
+    if one_piece:
+        segments[0].replace(output)  # same folder: an atomic rename
+    else:
+        result.notes.extend(_join(segments, info, output))
+    # 4. The sidecar last: with --sidecar the clip is done when both exist (a rerun redoes one without it;
+    #    the work folder is removed only after it, so that rerun resumes at the end)
+    if sidecar:
         width, height = info.upright_size
         write_text_atomic(sidecar_path(output), json.dumps(
             {"input": str(info.path), "input_size_wh": [width, height], "upscale": upscale,
              "rate": str(info.rate), "time_base": str(info.time_base), "rotation": info.rotation,
              "frames": frames}, indent=1) + "\n")
-    if one_piece:
-        segments[0].replace(output)  # same folder: an atomic rename
-    else:
-        result.notes.extend(_join(segments, info, output))
     shutil.rmtree(folder, ignore_errors=True)
     result.tracks = len(track_ids)
     return result

@@ -11,6 +11,7 @@ muxer cannot be fed pre-encoded packets again: it is encoded in one piece.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..errors import OSDFaceError, VideoReadError
 from ..image_utils import VIDEO_EXTENSIONS
+
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".gif": "gif"}
 DEFAULT_CODECS = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9", "gif": "gif"}
 # Quality first (the faces are the point), no B-frames so that segments join with monotonic timestamps.
@@ -171,21 +173,14 @@ class VideoEncoder:
         opts = dict(DEFAULT_OPTIONS.get(self.codec, {}))
         opts.update(options or {})
         self.container = av.open(str(path), "w", format=container_format)
+        width, height = size if info.rotation in (0, 180) else size[::-1]  # stored orientation
         try:
-            self.stream = self.container.add_stream(self.codec, rate=info.rate, options=opts)
-        except (av.error.FFmpegError, ValueError) as err:
+            self.stream = _add_video_stream(av, self.container, self.codec, opts, info.rate, info.time_base,
+                                            (width, height))
+        except (av.error.FFmpegError, ValueError, TypeError) as err:
             self.container.close()
             raise OSDFaceError(f"--video-codec {self.codec}: cannot encode {container_format} with it "
                                f"({_reason(err)})") from None
-        width, height = size if info.rotation in (0, 180) else size[::-1]  # stored orientation
-        self.stream.width, self.stream.height = width, height
-        if self.codec == "gif":
-            self.stream.pix_fmt = "rgb8"
-        elif width % 2 or height % 2:
-            self.stream.pix_fmt = "yuv444p"  # 4:2:0 needs even sides
-        else:
-            self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = info.time_base
         if info.rotation:
             self.stream.set_display_rotation(info.rotation)
         self.av = av
@@ -204,6 +199,94 @@ class VideoEncoder:
 
     def abort(self) -> None:
         self.container.close()
+
+
+def _add_video_stream(av, container, codec: str, options: dict, rate, time_base, size: tuple[int, int]):
+    """A video stream of ``codec`` (with ``options``) in ``container``, ``size`` = (width, height) as stored,
+    in the pixel format we encode: rgb8 for GIF, else 4:2:0 (4:4:4 when a side is odd)."""
+    stream = container.add_stream(codec, rate=rate, options=options)
+    stream.width, stream.height = size
+    if codec == "gif":
+        stream.pix_fmt = "rgb8"
+    elif size[0] % 2 or size[1] % 2:
+        stream.pix_fmt = "yuv444p"  # 4:2:0 needs even sides
+    else:
+        stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = time_base
+    return stream
+
+
+def check_encoder(container_format: str, codec: Optional[str], options: Optional[dict[str, str]],
+                  size: tuple[int, int] = (64, 64)) -> None:
+    """Refuse, before any work, an encoder ``VideoEncoder`` could not use: one that does not exist or is
+    not a video encoder, one ``container_format`` cannot hold, an option it does not take or a value it
+    refuses. One black frame of ``size`` (width, height) is encoded in memory, as the real stream would be
+    set up. OSDFaceError naming the flag."""
+    import io
+
+    av = import_av()
+    default = codec is None
+    codec = codec or DEFAULT_CODECS[container_format]
+    flag = f"--video-codec {codec}"
+    try:
+        kind = av.Codec(codec, "w").type
+    except Exception:  # noqa: BLE001 (PyAV's UnknownCodecError and friends)
+        raise OSDFaceError(f"{flag}: no such encoder in this FFmpeg (PyAV {av.__version__})") from None
+    if kind != "video":
+        raise OSDFaceError(f"{flag}: an {kind} encoder, not a video one")
+    given = dict(options or {})
+    options = {**DEFAULT_OPTIONS.get(codec, {}), **given}
+    container = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        try:
+            with _stderr_captured() as said:  # some encoders (x264) print their complaint straight to fd 2
+                stream = _add_video_stream(av, container, codec, dict(options), Fraction(24), Fraction(1, 24), size)
+                stream.codec_context.open()
+        except (av.error.FFmpegError, ValueError, TypeError) as err:
+            why = (" ".join(said[0].split()) if said and said[0].strip() else _reason(err))[:200]
+            option_flags = " ".join(f"--video-option {k}={v}" for k, v in given.items())
+            if not given:
+                raise OSDFaceError(f"{flag}: cannot encode {container_format} with it ({why})") from None
+            if default:
+                raise OSDFaceError(f"{option_flags}: refused by {codec}, the encoder for {container_format} ({why})") from None
+            raise OSDFaceError(f"{flag} {option_flags}: cannot encode {container_format} ({why})") from None
+        unknown = sorted(stream.codec_context.options)  # what the encoder left unused
+        if unknown:
+            raise OSDFaceError(f"--video-option {', '.join(f'{k}={options[k]}' for k in unknown)}: {codec} has no "
+                               f"such option")
+        try:
+            frame = av.VideoFrame.from_ndarray(np.zeros((size[1], size[0], 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 0, Fraction(1, 24)
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                container.mux(packet)
+        except (av.error.FFmpegError, ValueError) as err:
+            raise OSDFaceError(f"{flag}: cannot encode a {size[0]}×{size[1]} frame ({_reason(err)})") from None
+    finally:
+        try:
+            container.close()
+        except (av.error.FFmpegError, ValueError):
+            pass
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """What C code writes to file descriptor 2 meanwhile, in a list (filled on exit), instead of the terminal."""
+    import os
+    import sys
+    import tempfile
+
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.append(sink.read().decode("utf-8", "replace"))
 
 
 def _packet_time(packet) -> float:
