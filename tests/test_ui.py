@@ -222,8 +222,9 @@ def test_restore_handler_never_raises(service, uploads, monkeypatch):
     photo = [str(uploads("group.jpg", source=GROUP).path)]
     status, *rest = restore_clicked(service, None, next(iter(MODES)), 1, 0, True, False, 20, 0)
     assert status == "**no file uploaded: drop one or more photos first**" and rest[0] is None
-    status, *_ = restore_clicked(service, photo, next(iter(MODES)), 9, 0, True, False, 20, 0)
-    assert "upscale must be above 0 and at most 4" in status
+    status, *_ = restore_clicked(service, photo, next(iter(MODES)), 9, 0, True, False, 20, -1)
+    assert status == ("**Upscale must be between 1 and 4 (got 9). "
+                      "Must be a whole number, 0 or more (0: all faces); got -1.**")
 
     def broken(*a, **k):
         raise RuntimeError("secret internals /srv/x")
@@ -232,6 +233,18 @@ def test_restore_handler_never_raises(service, uploads, monkeypatch):
     status, *_ = restore_clicked(service, photo, next(iter(MODES)), 1, 0, True, False, 20, 0)
     assert status.startswith("**Something went wrong:** RuntimeError") and "/srv/x" not in status
     assert "Traceback" not in status
+
+
+def test_field_messages_name_each_field_out_of_range():
+    needs("gradio")
+    from osdface.ui.page import field_messages
+
+    assert field_messages(1, 0, 20, 0, 4) == {} and field_messages(None, None, None, None, 4) == {}
+    assert field_messages(5, -0.1, -3, 2.5, 4) == {
+        "upscale": "Upscale must be between 1 and 4 (got 5).", "fidelity": "Fidelity must be between 0 and 1 (got -0.1).",
+        "min_face": "The smallest face must be 0 pixels or more (got -3).",
+        "max_faces": "Must be a whole number, 0 or more (0: all faces); got 2.5."}
+    assert list(field_messages(1, 0, 20, -1, 4)) == ["max_faces"]
 
 
 # ----------------------------------------------------------------------------- the command

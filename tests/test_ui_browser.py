@@ -50,10 +50,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`osdface ui` on a free loopback port (bundled model), its own TMPDIR; stopped with Ctrl-C's signal."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`osdface ui` on a free loopback port (bundled model), its own TMPDIR, shared by this module's tests;
+    stopped with Ctrl-C's signal at the end, when its files must be gone and its log free of tracebacks."""
     needs("gradio")
+    tmp_path = tmp_path_factory.mktemp("ui")
     port, tmp = free_port(), tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), OSDFACE_DTYPE="float32", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -137,4 +139,51 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
         finally:
             browser.close()
     assert offsite == []  # no font, script or telemetry from the internet
+
+
+@pytest.fixture
+def page(server):
+    """A fresh page of the shared server in headless Chromium; requests off the server are refused."""
+    sync_api = needs("playwright.sync_api")
+    url = server[0]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "data:", "blob:"))
+                      else route.abort())
+            tab.goto(url)
+            tab.wait_for_selector("#restore", timeout=60_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def artefact(page, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / name), full_page=True)
+
+
+def test_invalid_field_is_one_message_beside_it_and_no_traceback(server, page):
+    _, _, lines = server
+    page.set_input_files("#photos input[type=file]", [str(GROUP)])
+    page.fill("#max-faces input", "-1")
+    page.press("#max-faces input", "Tab")
+    page.click("#restore")
+    # the reason beside the field, and it stays there (not a toast that fades)
+    page.wait_for_function("document.querySelector('#max-faces').innerText.includes('Must be a whole number')",
+                           timeout=30_000)
+    time.sleep(12)
+    assert "0 or more (0: all faces); got -1" in page.inner_text("#max-faces")
+    assert "Error" not in page.inner_text("#status") and "Restored" not in page.inner_text("#status")
+    assert page.locator("text=Must be a whole number").count() == 1  # one message, not one per output
+    artefact(page, "ui_invalid_field.png")
+    # corrected, the same page restores
+    page.fill("#max-faces input", "1")
+    page.press("#max-faces input", "Tab")
+    page.click("#restore")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Restored 1 of 1 file')",
+                           timeout=120_000)
+    assert "Must be a whole number" not in page.inner_text("#max-faces")
+    assert "Traceback" not in "".join(lines)
 

@@ -45,10 +45,13 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
     ``files``: the paths where gradio stored the uploads (their base names are the users' file names).
     Never raises: every problem is a line in the status."""
     empty = (None, gr.Dropdown(choices=[], value=None), [], [], [])
+    problems = field_messages(upscale, fidelity, min_face_size, max_faces, service.limits.max_upscale)
+    if problems:
+        return ("**" + " ".join(problems.values()) + "**", *empty)
     try:
         # 1. The form → uploads and options
         uploads = [Upload(Path(f), Path(f).name) for f in (files or [])]
-        options = Options(aligned=MODES.get(mode, False), upscale=float(upscale), fidelity=float(fidelity),
+        options = Options(aligned=MODES.get(mode, False), upscale=float(upscale or 1), fidelity=float(fidelity or 0),
                           color_match=bool(color_match), only_center_face=bool(only_center_face),
                           min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None)
         # 2. Restore, with the progress bar moved per photo
@@ -71,6 +74,22 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
     comparison = (state[0][1], state[0][2]) if state else None
     menu = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
     return job.summary(), comparison, menu, faces, downloads, state
+
+
+def field_messages(upscale, fidelity, min_face_size, max_faces, max_upscale: float) -> dict[str, str]:
+    """The fields out of range → {field: the message shown beside it} (empty when all are fine).
+
+    Keys: ``upscale``, ``fidelity``, ``min_face``, ``max_faces``; an empty number field means its default."""
+    problems = {}
+    if upscale is not None and not 1 <= float(upscale) <= max_upscale:
+        problems["upscale"] = f"Upscale must be between 1 and {max_upscale:g} (got {float(upscale):g})."
+    if fidelity is not None and not 0 <= float(fidelity) <= 1:
+        problems["fidelity"] = f"Fidelity must be between 0 and 1 (got {float(fidelity):g})."
+    if min_face_size is not None and float(min_face_size) < 0:
+        problems["min_face"] = f"The smallest face must be 0 pixels or more (got {float(min_face_size):g})."
+    if max_faces is not None and (float(max_faces) < 0 or float(max_faces) != int(max_faces)):
+        problems["max_faces"] = f"Must be a whole number, 0 or more (0: all faces); got {float(max_faces):g}."
+    return problems
 
 
 def photo_picked(choice: Optional[str], state):
@@ -109,8 +128,10 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                     only_center = gr.Checkbox(value=False, label="Only the face nearest the centre",
                                               elem_id="center-face")
                     with gr.Row():
-                        min_face = gr.Number(value=20, minimum=0, label="Smallest face (pixels)", elem_id="min-face")
-                        max_faces = gr.Number(value=0, minimum=0, precision=0, label="At most this many faces",
+                        # no `minimum=`: gradio would refuse out-of-range values with bare "Error" badges and a
+                        # logged traceback; the validator below says what is wrong beside the field instead
+                        min_face = gr.Number(value=20, label="Smallest face (pixels)", elem_id="min-face")
+                        max_faces = gr.Number(value=0, precision=0, label="At most this many faces",
                                               info="0: all of them", elem_id="max-faces")
                 run = gr.Button("Restore", variant="primary", elem_id="restore")
                 gr.Markdown(f"<small>Limits: {service.limits.describe()}. Jobs wait in one queue.</small>")
@@ -131,8 +152,13 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
             return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
                                    max_faces, progress)
 
+        def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces):
+            problems = field_messages(upscale, fidelity, min_face, max_faces, service.limits.max_upscale)
+            named = [None, None, "upscale", "fidelity", None, None, "min_face", "max_faces"]
+            return [gr.validate(key not in problems, problems.get(key, "")) for key in named]
+
         run.click(on_restore, inputs=[files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces],
-                  outputs=[status, compare, pick, faces, downloads, state], api_name="restore")
+                  outputs=[status, compare, pick, faces, downloads, state], api_name="restore", validator=check_fields)
         pick.input(photo_picked, inputs=[pick, state], outputs=compare, api_visibility="private")
     return demo
 
