@@ -9,10 +9,11 @@
 PyAV is imported only when a video is opened.
 """
 
+from .cuts import CutDetector
 from .io import VIDEO_EXTENSIONS, Frame, VideoEncoder, VideoInfo, is_video, probe, read_frames, remux
 from .restorer import PromptSmoother, RestoredFrame, Stabilisers, VideoFaceRestorer
 from .tracking import FaceTracker, Track, local_line_fit, smoothed
 
-__all__ = ["VIDEO_EXTENSIONS", "FaceTracker", "Frame", "PromptSmoother", "RestoredFrame", "Stabilisers", "Track",
-           "VideoEncoder", "VideoFaceRestorer", "VideoInfo", "is_video", "local_line_fit", "probe", "read_frames",
+__all__ = ["VIDEO_EXTENSIONS", "CutDetector", "FaceTracker", "Frame", "PromptSmoother", "RestoredFrame", "Stabilisers",
+           "Track", "VideoEncoder", "VideoFaceRestorer", "VideoInfo", "is_video", "local_line_fit", "probe", "read_frames",
            "remux", "smoothed"]

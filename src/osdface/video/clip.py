@@ -8,7 +8,8 @@ are warmed up on the frames just before it (restored again, not written,
 ``VideoFaceRestorer.warmup_start``), so the resumed frames come out as in an uninterrupted run. When the last segment is done, the segments and the input's audio are joined into a
 temporary file that is renamed to the output: an output file is always complete. GIFs are encoded in
 one piece (no resume). With ``sidecar``, ``NAME.json`` (e.g. ``clip.mp4.json``) lists every frame's
-faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels;
+faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels,
+and ``"cut": true`` on a frame that starts a new shot (``cuts``);
 it is written after the output, and the clip counts as done only when both exist (``clip_done``).
 """
 
@@ -101,7 +102,7 @@ def sweep_orphan_sidecar(output: Path) -> bool:
 
 
 def _frame_record(restored) -> dict:
-    return {"frame": restored.index, "pts": restored.pts,
+    return {"frame": restored.index, "pts": restored.pts, **({"cut": True} if restored.cut else {}),
             "faces": [{"track": tid, "box_xyxy": np.round(f.box, 2).tolist(),
                        "landmarks5": np.round(f.landmarks5, 2).tolist(), "score": round(float(f.score), 4),
                        **(_verdict_fields(f.verdict) if f.verdict is not None else {})}

@@ -25,9 +25,22 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    pixel: texture that differs only by per-frame noise settles, while a real change (a blink, a word)
    differs by more than 24 levels and comes through at once.
 
-Frames go through ``VideoFaceRestorer`` as an iterator; it keeps ``landmark_radius`` frames of
-look-ahead plus one block of ``batch_size`` frames in memory, whose faces go through the model together
-(in batches of ``batch_size`` faces).
+Two rules decide which detections are faces to restore:
+
+- **Shot cuts** (``cuts.CutDetector``: colour histogram and grey-level change between consecutive
+  frames): at a cut the frames before it are finished (the block is restored short), every track ends
+  and every per-track memory is cleared (landmarks, prompt window, output blend, "never worse" weight):
+  the frames after a cut come out exactly as if the clip started there (blocks are by frame number).
+- **Track confirmation** (``confirm_frames``, default 3): a track is restored at frame t only if it was
+  seen, at a score of at least ``confirm_score``, in ``confirm_frames`` of the frames t ± L of its shot
+  (L the look-ahead; all of them when the shot is shorter). A one-frame false detection (a teacup, a
+  subtitle) is not restored. The cost: a face that really shows for fewer than ``confirm_frames`` frames
+  is not restored either. With the look-ahead (≥ ``confirm_frames`` − 1 frames) a face is confirmed from
+  its first frame: nothing is delayed.
+
+Frames go through ``VideoFaceRestorer`` as an iterator; it keeps its look-ahead (``landmark_radius``,
+``bridge_gap`` or ``confirm_frames`` − 1 frames, the most of them) plus one block of ``batch_size``
+frames in memory, whose faces go through the model together (in batches of ``batch_size`` faces).
 """
 
 from __future__ import annotations
@@ -43,9 +56,9 @@ from ..face.no_harm import top_octave_detail
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
+from .cuts import CutDetector
 from .io import Frame
-from .tracking import FaceTracker, smoothed
-
+from .tracking import FaceTracker, Track, smoothed
 
 PROMPT_WINDOW = 8  # frames of VRE features averaged per track (0.7^8 ≈ 6 %: little is cut off)
 
@@ -84,6 +97,9 @@ class _PerTrack:
     def keep_only(self, track_ids: Iterable[int]) -> None:
         keep = set(track_ids)
         self.state = {k: v for k, v in self.state.items() if k in keep}
+
+    def reset(self) -> None:
+        self.state.clear()
 
 
 class PromptSmoother(_PerTrack):
@@ -140,18 +156,21 @@ class _Ready:
     frame: Frame
     prepared: PreparedPhoto
     track_ids: list[int]
+    cut: bool = False
 
 
 @dataclass
 class RestoredFrame:
     """A restored frame (upright RGB, the output size), its input timestamp, its faces' track ids and
-    their records (box, landmarks as aligned, score; in input-frame pixels, upright)."""
+    their records (box, landmarks as aligned, score; in input-frame pixels, upright); ``cut``: the frame
+    starts a new shot."""
 
     index: int
     pts: int
     rgb: np.ndarray
     track_ids: list[int]
     faces: list[FaceRecord] = field(default_factory=list)
+    cut: bool = False
 
 
 class VideoFaceRestorer:
@@ -159,54 +178,95 @@ class VideoFaceRestorer:
 
     ``face_restorer`` supplies detection, face selection, alignment and paste-back exactly as for
     photos (its ``restore_fn`` is not used: faces go through ``pipe`` here, with smoothed prompts).
+    ``cuts``: the shot-cut detector (None: no cut detection); ``confirm_frames`` / ``confirm_score``:
+    track confirmation (``confirm_frames=1``: every detection is restored).
     """
 
     def __init__(self, pipe, face_restorer: FaceRestorer, stabilisers: Stabilisers | None = None,
-                 batch_size: int = 8, fidelity: float = 0.0, posterior: str = "mode", seed: int = 114):
+                 batch_size: int = 8, fidelity: float = 0.0, posterior: str = "mode", seed: int = 114,
+                 cuts: CutDetector | None | bool = True, confirm_frames: int = 3, confirm_score: float = 0.8):
         if face_restorer.face_size != pipe.sample_size:
             raise ValueError(f"face_restorer aligns at {face_restorer.face_size} px; the model runs at "
                              f"{pipe.sample_size}")
+        if confirm_frames < 1:
+            raise ValueError(f"confirm_frames must be >= 1; got {confirm_frames}")
         self.pipe, self.faces = pipe, face_restorer
         self.stab = stabilisers or Stabilisers()
         self.batch_size, self.fidelity, self.posterior, self.seed = batch_size, fidelity, posterior, seed
-        self.tracker = FaceTracker(history=max(32, 4 * self.stab.landmark_radius + 2 * self.stab.bridge_gap + 2))
+        self.cuts = CutDetector() if cuts is True else (cuts or None)
+        self.confirm_frames, self.confirm_score = confirm_frames, confirm_score
+        self.lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap, confirm_frames - 1)
+        self.tracker = FaceTracker(history=max(32, 4 * self.lookahead + 2 * self.stab.bridge_gap + 2))
         self.prompts = PromptSmoother(self.stab.prompt_momentum)
         self.blender = OutputBlender(self.stab.output_blend)
         self.weights = WeightSmoother()
+        self._shot_start: int | None = None  # first frame of the current shot (of this run)
+        self._cuts: set[int] = set()  # frames of this run that start a new shot
 
     def warmup_start(self, frame: int) -> int:
         """Where to start so that ``frame`` and the ones after come out as in an uninterrupted run: before
         it by the prompt window and the landmark look-back, and on a block boundary (blocks of
         ``batch_size`` frames go through the model together, and a batch's numbers depend a little on
         its make-up). The output blend, when on, is an endless average: only nearly the same."""
-        start = max(0, frame - PROMPT_WINDOW - max(self.stab.landmark_radius, self.stab.bridge_gap))
+        start = max(0, frame - PROMPT_WINDOW - self.lookahead)  # (covers the confirmation's look-back)
         return start - start % self.batch_size
 
+    def reset(self) -> None:
+        """End every track and clear every per-track memory (at a shot cut)."""
+        self.tracker.end_tracks()
+        for smoother in (self.prompts, self.blender, self.weights):
+            smoother.reset()
+
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
-        lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap)
         pending: deque[Frame] = deque()
         ready: list[_Ready] = []
+        self._shot_start, self._cuts = None, set()
         for frame in frames:
-            # 1. Detect, select (size, score, centre face, count: as for photos) and track
+            # 1. Detect, select (size, score, centre face, count: as for photos)
             detections = self.faces.select(self.faces.detector.detect(frame.rgb), frame.rgb.shape)
+            # 2. A cut: the frames before it are finished with what is known (a short block), then every
+            #    track and smoother starts afresh, as at the start of a clip
+            cut = self.cuts is not None and self.cuts(frame.rgb) and self._shot_start is not None
+            if cut:
+                self._cuts.add(frame.index)
+                while pending:
+                    ready.append(self._prepare(pending.popleft(), shot_end=frame.index - 1))
+                yield from self._restore(ready)
+                ready = []
+                self.reset()
+            if cut or self._shot_start is None:
+                self._shot_start = frame.index
             self.tracker.update(frame.index, detections)
             pending.append(frame)
-            # 2. Frames with enough look-ahead get their smoothed faces aligned and cropped; the faces of a
+            # 3. Frames with enough look-ahead get their smoothed faces aligned and cropped; the faces of a
             #    block of ``batch_size`` frames (by frame number: the same blocks whatever the first frame)
             #    go through the model together
-            while pending and pending[0].index <= frame.index - lookahead:
+            while pending and pending[0].index <= frame.index - self.lookahead:
                 ready.append(self._prepare(pending.popleft()))
                 if (ready[-1].frame.index + 1) % self.batch_size == 0:
                     yield from self._restore(ready)
                     ready = []
+        end = pending[-1].index if pending else None
         while pending:
-            ready.append(self._prepare(pending.popleft()))
+            ready.append(self._prepare(pending.popleft(), shot_end=end))
         yield from self._restore(ready)
 
-    def _prepare(self, frame: Frame) -> _Ready:
+    def confirmed(self, track: Track, index: int, shot_end: int | None = None) -> bool:
+        """The track was seen (score ≥ ``confirm_score``) in ``confirm_frames`` of the frames index ± the
+        look-ahead within its shot (in all of them when the shot has fewer)."""
+        if self.confirm_frames <= 1:
+            return True
+        first = max(index - self.lookahead, self._shot_start if self._shot_start is not None else index)
+        last = index + self.lookahead if shot_end is None else min(index + self.lookahead, shot_end)
+        seen = sum(1 for k, d in track.observations.items() if first <= k <= last and d.score >= self.confirm_score)
+        return seen >= min(self.confirm_frames, last - first + 1)
+
+    def _prepare(self, frame: Frame, shot_end: int | None = None) -> _Ready:
         radius, gap = self.stab.landmark_radius, self.stab.bridge_gap
         faces = []
         for track in self.tracker.tracks.values():
+            if not self.confirmed(track, frame.index, shot_end):
+                continue
             face = track.observations.get(frame.index)
             if radius:  # line fit over ± radius (and across a gap of up to ``gap`` frames)
                 face = smoothed(track, frame.index, max(radius, gap), sigma=max(radius / 2, 0.5), max_gap=gap)
@@ -214,7 +274,8 @@ class VideoFaceRestorer:
                 face = smoothed(track, frame.index, gap, sigma=float(gap), max_gap=gap)
             if face is not None:
                 faces.append((track.id, face))
-        return _Ready(frame, self.faces.prepare(frame.rgb, [f for _, f in faces]), [t for t, _ in faces])
+        return _Ready(frame, self.faces.prepare(frame.rgb, [f for _, f in faces]), [t for t, _ in faces],
+                      cut=frame.index in self._cuts)
 
     @torch.inference_mode()
     def _restore(self, ready: list[_Ready]) -> Iterator[RestoredFrame]:
@@ -253,4 +314,4 @@ class VideoFaceRestorer:
             result = self.faces.finish(r.prepared, restored[start:start + n],
                                        None if weights is None else weights[start:start + n])
             start += n
-            yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids, result.faces)
+            yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)

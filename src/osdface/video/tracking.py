@@ -85,6 +85,10 @@ class FaceTracker:
         self._forget(index)
         return ids  # type: ignore[return-value]
 
+    def end_tracks(self) -> None:
+        """Forget every track (a shot cut): the next detections start new ones (ids keep counting up)."""
+        self.tracks.clear()
+
     def _observe(self, track: Track, index: int, det: Detection) -> None:
         if track.last_index >= 0:
             step = (det.landmarks5 - track.last.landmarks5) / max(1, index - track.last_index)
