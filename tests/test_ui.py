@@ -74,6 +74,7 @@ def test_photos_restored_bad_files_reported_zip_holds_all(service, uploads, grou
     assert [p.name for p in job.photos] == ["group.jpg"]
     photo = job.photos[0]
     assert photo.size == (1720, 1160) and Image.open(photo.download).size == (1720, 1160)
+    assert photo.input_size == (860, 580) and Image.open(photo.download).format == "JPEG"  # same as the input
     assert len(group_faces) >= 3 and len(photo.faces) == len(group_faces)
     assert [f.score for f in photo.faces] == pytest.approx([f.score for f in group_faces])
     assert [f.caption for f in photo.faces] == [f"{f.score:.3f} · group.jpg #{k + 1}" for k, f in enumerate(group_faces)]
@@ -92,7 +93,7 @@ def test_photos_restored_bad_files_reported_zip_holds_all(service, uploads, grou
     # the zip: the photo and its faces, readable
     with zipfile.ZipFile(job.zip_path) as z:
         names = z.namelist()
-        assert names[0] == "group.png"
+        assert names[0] == "group.jpg"
         assert names[1:] == [f"faces/group_{k:02d}.png" for k in range(len(group_faces))]
         face = np.asarray(Image.open(z.open(names[1])))
         assert face.shape == (32, 32, 3)  # the tiny model's face size
@@ -103,8 +104,12 @@ def test_limits_files_bytes_pixels_and_upscaled_output(tiny_pipe, uploads):
     small = RestoreService(tiny_pipe, Limits(max_files=2, max_file_bytes=10_000, max_pixels=860 * 580 * 2),
                            upload_root=uploads.root)
     try:
-        with pytest.raises(OSDFaceError, match="3 files uploaded; at most 2 a run"):
-            small.run([photo] * 3, Options())
+        others = [uploads(f"more{k}.jpg", b"x") for k in range(7)]
+        job = small.run([photo, *others], Options())  # the first 2 are tried, the rest named in a note
+        assert len(job.errors) == 2 and job.errors[1] == "more0.jpg: not an image file (format not recognised)"
+        assert job.notes == ["8 files uploaded, at most 2 a run: restored the first 2; not restored: more1.jpg, "
+                             "more2.jpg, more3.jpg, more4.jpg, more5.jpg and 1 more"]
+        assert "- note: 8 files uploaded, at most 2 a run" in job.summary()
         job = small.run([photo], Options())
         megabytes = f"{GROUP.stat().st_size / 2**20:.1f} MB is over the limit of {10_000 / 2**20:g} MB"
         assert job.errors == [f"group.jpg: {megabytes}"]
@@ -150,11 +155,31 @@ def test_output_names_are_ours_unique_and_inside_the_job_folder(service, uploads
     b = uploads("Evil Name.jpg", source=small)
     job = service.run([a, b, a], Options())
     downloads = [p.download for p in job.photos]
-    assert [d.name for d in downloads] == ["evil_name.png", "Evil_Name_2.png", "evil_name_3.png"]
+    assert [d.name for d in downloads] == ["evil_name.jpg", "Evil_Name_2.jpg", "evil_name_3.jpg"]  # as named
     assert all(d.parent.parent == service.work_root for d in downloads)
     assert [p.name for p in job.photos] == ["evil name__.jpg", "Evil Name.jpg", "evil name__ (2).jpg"]
     assert safe_stem("../../a b.PNG") == "a_b" and safe_stem("...") == "photo"
     assert shown_name("a\\b/c\n`d`.jpg") == "c__d_.jpg" and len(shown_name("x" * 300 + ".jpg")) == 77
+
+
+@pytest.mark.parametrize("output_format, quality, name, fmt, line", [
+    ("same", 90, "group.jpg", "JPEG", "JPEG (quality 90)"), ("png", 90, "group.png", "PNG", "PNG"),
+    ("jpeg", 60, "group.jpg", "JPEG", "JPEG (quality 60)"), ("webp", 80, "group.webp", "WEBP", "WebP (quality 80)"),
+])
+def test_download_format_and_the_sizes_line(service, uploads, output_format, quality, name, fmt, line):
+    job = service.run([uploads("group.jpg", source=GROUP)], Options(max_faces=1, output_format=output_format,
+                                                                  quality=quality))
+    photo = job.photos[0]
+    assert photo.download.name == name and Image.open(photo.download).format == fmt
+    assert Image.open(photo.download).size == (860, 580) and photo.faces[0].image.suffix == ".png"
+    assert photo.describe().startswith(f"group.jpg: 860×580 → 860×580 px, {line}, ")
+    assert photo.describe().endswith(" KB, 1 face")
+    with zipfile.ZipFile(job.zip_path) as z:
+        assert z.namelist() == [name, "faces/group_00.png"]
+    png = service.run([uploads("flat.png", source=photo.faces[0].image)], Options())  # "same": a PNG stays PNG
+    assert png.photos[0].download.suffix == ".png"
+    with pytest.raises(OSDFaceError, match="output format must be"):
+        service.run([uploads("group.jpg", source=GROUP)], Options(output_format="gif"))
 
 
 def test_photo_without_face_is_copied_with_a_note(service, uploads):
@@ -178,6 +203,19 @@ def test_aligned_crops_square_nonsquare_and_gray(service, uploads):
     assert Image.open(job.photos[2].download).mode == "L"  # gray stays gray, as the CLI
     assert [len(p.faces) for p in job.photos] == [1, 1, 1] and job.photos[0].faces[0].caption == "aligned crop · sq.png"
     assert not job.errors
+    assert job.photos[0].describe().startswith("sq.png: 64×64 → 32×32 px, PNG")  # the size change is said
+    assert job.notes == ["aligned crops come out at the model's face size: 32×32 px for a square crop, "
+                         "long side 32 px otherwise"]  # (no "never worse" rule in this service)
+
+
+def test_aligned_note_follows_the_never_worse_rule(tiny_pipe):
+    from osdface.face.no_harm import NoHarm
+
+    s = RestoreService(tiny_pipe, no_harm=NoHarm())
+    assert s.aligned_note() == ("aligned crops: the model works at 32 px; a square crop of 36 px or more keeps its "
+                                "own size (the model's change is added to it, \"never worse\"), a smaller one comes "
+                                "out 32×32 px, a non-square one with its long side 32 px")
+    s.close()
 
 
 def test_temporary_files_pruned_and_removed(tiny_pipe, uploads):
@@ -205,14 +243,15 @@ def test_restore_handler_fills_every_output(service, uploads, group_faces):
     from osdface.ui.page import MODES, photo_picked, restore_clicked
 
     files = [str(uploads("group.jpg", source=GROUP).path), str(uploads("bad.jpg", b"nope").path)]
-    status, comparison, menu, faces, downloads, state = restore_clicked(
-        service, files, next(iter(MODES)), 1, 0, True, False, 20, 0)
+    status, comparison, menu, info, faces, downloads, state = restore_clicked(
+        service, files, next(iter(MODES)), 1, 0, True, False, 20, 0, output_format="PNG")
     assert "Restored 1 of 2 files" in status and "- bad.jpg: not an image file" in status
     assert Image.open(comparison[1]).size == (860, 580)
     assert menu.choices == [("group.jpg", "group.jpg")] and menu.value == "group.jpg"
     assert len(faces) == len(group_faces) and faces[0][1] == f"{group_faces[0].score:.3f} · group.jpg #1"
     assert Path(downloads[0]).name == "osdface-restored.zip" and Path(downloads[1]).name == "group.png"
-    assert photo_picked("group.jpg", state) == comparison and photo_picked("other.jpg", state) is None
+    assert info.startswith("group.jpg: 860×580 → 860×580 px, PNG, ")
+    assert photo_picked("group.jpg", state) == (comparison, info) and photo_picked("other.jpg", state) == (None, "")
 
 
 def test_restore_handler_never_raises(service, uploads, monkeypatch):

@@ -122,17 +122,18 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
                                    ".filter(i => i.complete && i.naturalWidth > 0).length == 2")
             sizes = page.eval_on_selector_all("#compare img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
             assert sizes == [[1720, 1160], [1720, 1160]]
+            assert "group.jpg: 860×580 → 1720×1160 px, JPEG (quality 90)" in page.inner_text("#photo-info")
             page.wait_for_function(f"document.querySelectorAll('#faces img').length == {len(expected)}")
             captions = page.inner_text("#faces")
             for k, score in enumerate(expected):
                 assert f"{score:.3f} · group.jpg #{k + 1}" in captions
-            # 5. Downloads: the zip (photo + faces) and the photo at full size
+            # 5. Downloads: the zip (photo + faces) and the photo at full size, a JPEG as the input was
             links = page.eval_on_selector_all("#downloads a", "els => els.map(e => [e.download, e.href])")
-            assert [name for name, _ in links] == ["osdface-restored.zip", "group.png"]
+            assert [name for name, _ in links] == ["osdface-restored.zip", "group.jpg"]
             photo = Image.open(io.BytesIO(page.request.get(links[1][1]).body()))
-            assert photo.size == (1720, 1160)
+            assert photo.size == (1720, 1160) and photo.format == "JPEG"
             names = zipfile.ZipFile(io.BytesIO(page.request.get(links[0][1]).body())).namelist()
-            assert names == ["group.png"] + [f"faces/group_{k:02d}.png" for k in range(len(expected))]
+            assert names == ["group.jpg"] + [f"faces/group_{k:02d}.png" for k in range(len(expected))]
             # 6. The artefact
             ARTEFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTEFACTS / "ui_page.png"), full_page=True)

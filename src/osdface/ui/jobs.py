@@ -16,6 +16,7 @@ A bad file costs one line in ``Job.errors`` (its name and the reason) while the 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 
 from ..batch_files import one_line
+from ..face.no_harm import MIN_FUSION_RATIO
 from ..errors import ImageReadError, OSDFaceError
 from ..files import atomic_write
 from ..image_utils import MAX_PHOTO_PIXELS, check_upscaled, read_image, read_photo, write_image_atomic
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (photos done, photos in all, what happens now)
 PREVIEW_MAX_SIDE = 2048  # the before/after pair shown on the page; downloads are full size
 ZIP_NAME = "osdface-restored.zip"
+# The download formats: "same" keeps the input's (when Pillow writes it, else PNG); JPEG and WebP take a quality
+FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+SAME_AS_INPUT = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".webp": ".webp", ".bmp": ".bmp",
+                 ".tif": ".tif", ".tiff": ".tif"}
+FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".webp": "WebP", ".bmp": "BMP", ".tif": "TIFF"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Options:
     only_center_face: bool = False
     min_face_size: float = 20.0
     max_faces: Optional[int] = None
+    output_format: str = "same"  # "same" (as the input), "png", "jpeg" or "webp": the downloads; faces stay PNG
+    quality: int = 90  # JPEG and WebP
 
     def check(self, limits: Limits) -> None:
         """One OSDFaceError naming the first option out of range."""
@@ -79,6 +88,16 @@ class Options:
             raise OSDFaceError(f"minimum face size must be 0 or more pixels; got {self.min_face_size:g}")
         if self.max_faces is not None and self.max_faces < 1:
             raise OSDFaceError(f"maximum faces must be 1 or more (or empty for all); got {self.max_faces}")
+        if self.output_format not in ("same", *FORMATS):
+            raise OSDFaceError(f"output format must be same, png, jpeg or webp; got {self.output_format!r}")
+        if not 1 <= self.quality <= 100:
+            raise OSDFaceError(f"quality must be between 1 and 100; got {self.quality}")
+
+    def suffix(self, upload_name: str) -> str:
+        """The download's suffix for an upload of this name."""
+        if self.output_format != "same":
+            return FORMATS[self.output_format]
+        return SAME_AS_INPUT.get(Path(str(upload_name)).suffix.lower(), ".png")
 
 
 @dataclass
@@ -100,12 +119,22 @@ class FaceResult:
 @dataclass
 class PhotoResult:
     name: str  # the upload's name, as shown
-    download: Path  # the restored photo, full size, PNG
+    download: Path  # the restored photo, full size, in the chosen format
     before: Path  # the before/after pair for the comparison (same size, at most PREVIEW_MAX_SIDE)
     after: Path
     size: tuple[int, int]  # (width, height) of the restored photo
     faces: list[FaceResult] = field(default_factory=list)
     note: Optional[str] = None  # e.g. "no face found"
+    input_size: tuple[int, int] = (0, 0)  # (width, height) of the upload
+    quality: Optional[int] = None  # of a JPEG or WebP download
+
+    def describe(self) -> str:
+        """One line: 'group.jpg: 860×580 → 1720×1160 px, JPEG (quality 90), 312 KB, 4 faces'."""
+        fmt = FORMAT_NAMES.get(self.download.suffix, self.download.suffix)
+        fmt += f" (quality {self.quality})" if self.quality is not None else ""
+        faces = len(self.faces)
+        return (f"{self.name}: {self.input_size[0]}×{self.input_size[1]} → {self.size[0]}×{self.size[1]} px, {fmt}, "
+                f"{_kilobytes(self.download.stat().st_size)}, {faces} face{'s' * (faces != 1)}")
 
 
 @dataclass
@@ -115,16 +144,31 @@ class Job:
     zip_path: Optional[Path] = None
     seconds: float = 0.0
 
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. files beyond the limit)
+
     def summary(self) -> str:
-        """Markdown: what was restored, then each problem on its own line."""
+        """Markdown: what was restored, then each note and each problem on its own line."""
         faces = sum(len(p.faces) for p in self.photos)
         tried = len(self.photos) + len(self.errors)
         lines = [(f"**Restored {len(self.photos)} of {tried} file{'s' * (tried != 1)}** "
                   f"({faces} face{'s' * (faces != 1)}) in {self.seconds:.1f} s.")]
+        lines += [f"- note: {line}" for line in self.notes]
         lines += [f"- note: {p.name}: {p.note}" for p in self.photos if p.note]
         if self.errors:
             lines += ["", "**Could not restore:**"] + [f"- {line}" for line in self.errors]
         return "\n".join(lines)
+
+
+def too_many_note(uploads: Sequence[Upload], max_files: int) -> str:
+    """The note for a run of more than ``max_files`` uploads: which ones are left out."""
+    rest = [shown_name(u.name) for u in uploads[max_files:]]
+    named = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+    return (f"{len(uploads)} files uploaded, at most {max_files} a run: restored the first {max_files}; "
+            f"not restored: {named}")
+
+
+def _kilobytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{max(1, round(n / 1024))} KB"
 
 
 def shown_name(name: str) -> str:
@@ -163,8 +207,10 @@ class RestoreService:
         options.check(self.limits)
         if not uploads:
             raise OSDFaceError("no file uploaded: drop one or more photos first")
-        if len(uploads) > self.limits.max_files:
-            raise OSDFaceError(f"{len(uploads)} files uploaded; at most {self.limits.max_files} a run")
+        notes = [self.aligned_note()] if options.aligned else []
+        if len(uploads) > self.limits.max_files:  # the first ones are restored, the rest named in a note
+            notes.append(too_many_note(uploads, self.limits.max_files))
+            uploads = uploads[:self.limits.max_files]
         # 2. A private folder for this job (finished jobs older than keep_seconds go first)
         self.prune()
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
@@ -172,7 +218,7 @@ class RestoreService:
             self._active.add(folder)
         try:
             restore = self._restore_fn(options)
-            job, used, names = Job(), set(), set()
+            job, used, names = Job(notes=notes), set(), set()
             # 3. Each file: checked, read, restored, written; its failure is one line
             for i, upload in enumerate(uploads):
                 root, ext = os.path.splitext(shown_name(upload.name))
@@ -194,6 +240,16 @@ class RestoreService:
         finally:
             with self._lock:
                 self._active.discard(folder)
+
+    def aligned_note(self) -> str:
+        """What happens to aligned crops' sizes with this service's "never worse" rule."""
+        size = self.pipe.sample_size
+        if self.no_harm is None or not self.no_harm.enabled:
+            return (f"aligned crops come out at the model's face size: {size}×{size} px for a square crop, "
+                    f"long side {size} px otherwise")
+        return (f"aligned crops: the model works at {size} px; a square crop of {math.ceil(MIN_FUSION_RATIO * size)} "
+                f"px or more keeps its own size (the model's change is added to it, \"never worse\"), a smaller one "
+                f"comes out {size}×{size} px, a non-square one with its long side {size} px")
 
     def prune(self) -> None:
         """Remove finished job folders older than ``keep_seconds`` (the page has copied what it shows)."""
@@ -253,8 +309,11 @@ class RestoreService:
         # 4. Write the full result, the comparison pair and the faces under names of our own
         stem = safe_stem(upload.name)
         stem = _unique(stem, used, lambda n: f"{stem}_{n}")
-        download = folder / f"{stem}.png"
-        write_image_atomic(after, download)
+        download = folder / f"{stem}{options.suffix(upload.name)}"
+        lossy = download.suffix in (".jpg", ".webp")
+        if download.suffix == ".jpg" and after.ndim == 3 and after.shape[2] == 4:
+            after = after[..., :3]  # JPEG has no alpha
+        write_image_atomic(after, download, quality=options.quality)
         before_preview, after_preview = comparison_pair(before, after)
         write_image_atomic(before_preview, folder / "compare" / f"{stem}_before.png")
         write_image_atomic(after_preview, folder / "compare" / f"{stem}_after.png")
@@ -270,7 +329,8 @@ class RestoreService:
         note = None if faces else no_face_note(options.upscale)
         return PhotoResult(name, download, folder / "compare" / f"{stem}_before.png",
                            folder / "compare" / f"{stem}_after.png", (after.shape[1], after.shape[0]),
-                           face_results, note)
+                           face_results, note, (before.shape[1], before.shape[0]),
+                           options.quality if lossy else None)
 
 
 def comparison_pair(before: np.ndarray, after: np.ndarray,

@@ -29,6 +29,7 @@ from .jobs import Limits, Options, RestoreService, Upload
 log = logging.getLogger(__name__)
 
 MODES = {"Photos: find every face": False, "Aligned face crops (one face each, no detection)": True}
+FORMATS = {"Same as the input": "same", "PNG": "png", "JPEG": "jpeg", "WebP": "webp"}
 # System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = ("#status {min-height: 2em} footer {display: none !important} "
@@ -39,12 +40,14 @@ CSS = ("#status {min-height: 2em} footer {display: none !important} "
 
 
 def restore_clicked(service: RestoreService, files, mode: str, upscale: float, fidelity: float, color_match: bool,
-                    only_center_face: bool, min_face_size: float, max_faces, progress=None):
-    """The Restore button → (status, comparison pair, photo menu, faces gallery, downloads, state).
+                    only_center_face: bool, min_face_size: float, max_faces, progress=None,
+                    output_format: str = "Same as the input", quality: float = 90):
+    """The Restore button → (status, comparison pair, photo menu, the photo's sizes, faces gallery, downloads,
+    state).
 
     ``files``: the paths where gradio stored the uploads (their base names are the users' file names).
     Never raises: every problem is a line in the status."""
-    empty = (None, gr.Dropdown(choices=[], value=None), [], [], [])
+    empty = (None, gr.Dropdown(choices=[], value=None), "", [], [], [])
     problems = field_messages(upscale, fidelity, min_face_size, max_faces, service.limits.max_upscale)
     if problems:
         return ("**" + " ".join(problems.values()) + "**", *empty)
@@ -53,7 +56,8 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
         uploads = [Upload(Path(f), Path(f).name) for f in (files or [])]
         options = Options(aligned=MODES.get(mode, False), upscale=float(upscale or 1), fidelity=float(fidelity or 0),
                           color_match=bool(color_match), only_center_face=bool(only_center_face),
-                          min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None)
+                          min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None,
+                          output_format=FORMATS.get(output_format, output_format), quality=int(quality or 90))
         # 2. Restore, with the progress bar moved per photo
         def tick(done: int, total: int, text: str) -> None:
             if progress is not None:
@@ -67,13 +71,14 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
         return (f"**Something went wrong:** {type(err).__name__}. The others' jobs are not affected; try again.",
                 *empty)
     # 3. The job → what the page shows
-    state = [[p.name, str(p.before), str(p.after)] for p in job.photos]
+    state = [[p.name, str(p.before), str(p.after), p.describe()] for p in job.photos]
     labels = [p.name for p in job.photos]
     faces = [(str(f.image), f.caption) for p in job.photos for f in p.faces]
     downloads = ([str(job.zip_path)] if job.zip_path else []) + [str(p.download) for p in job.photos]
     comparison = (state[0][1], state[0][2]) if state else None
     menu = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
-    return job.summary(), comparison, menu, faces, downloads, state
+    info = state[0][3] if state else ""
+    return job.summary(), comparison, menu, info, faces, downloads, state
 
 
 def field_messages(upscale, fidelity, min_face_size, max_faces, max_upscale: float) -> dict[str, str]:
@@ -93,11 +98,12 @@ def field_messages(upscale, fidelity, min_face_size, max_faces, max_upscale: flo
 
 
 def photo_picked(choice: Optional[str], state):
-    """The photo menu → that photo's before/after pair (None when it is not among the results)."""
-    for name, before, after in state or []:
+    """The photo menu → that photo's before/after pair and its sizes line (None, "" when it is not among the
+    results)."""
+    for name, before, after, info in state or []:
         if name == choice:
-            return before, after
-    return None
+            return (before, after), info
+    return None, ""
 
 
 # ----------------------------------------------------------------------------- the page
@@ -128,6 +134,10 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                     only_center = gr.Checkbox(value=False, label="Only the face nearest the centre",
                                               elem_id="center-face")
                     with gr.Row():
+                        output_format = gr.Radio(list(FORMATS), value=next(iter(FORMATS)), label="Download format",
+                                                 info="Faces in the zip are PNG.", elem_id="format")
+                        quality = gr.Slider(50, 100, value=90, step=1, label="Quality (JPEG, WebP)", elem_id="quality")
+                    with gr.Row():
                         # no `minimum=`: gradio would refuse out-of-range values with bare "Error" badges and a
                         # logged traceback; the validator below says what is wrong beside the field instead
                         min_face = gr.Number(value=20, label="Smallest face (pixels)", elem_id="min-face")
@@ -141,25 +151,28 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                 pick = gr.Dropdown(choices=[], label="Photo", elem_id="pick")
                 compare = gr.ImageSlider(label="Before | after", type="filepath", format="png", interactive=False,
                                          elem_id="compare")
+                info = gr.Markdown(elem_id="photo-info")
                 faces = gr.Gallery(label="Restored faces (detection score)", columns=6, height="auto", object_fit="contain",
                                    format="png", interactive=False, elem_id="faces")
                 downloads = gr.File(label="Downloads: everything as a zip, then each photo", file_count="multiple",
                                     interactive=False, elem_id="downloads")
 
         # 3. Events: one queue (see serve), the progress bar on the results
-        def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces,
-                       progress=gr.Progress()):
+        def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
+                       quality, progress=gr.Progress()):
             return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
-                                   max_faces, progress)
+                                   max_faces, progress, output_format=output_format, quality=quality)
 
-        def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces):
+        def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
+                         quality):
             problems = field_messages(upscale, fidelity, min_face, max_faces, service.limits.max_upscale)
-            named = [None, None, "upscale", "fidelity", None, None, "min_face", "max_faces"]
+            named = [None, None, "upscale", "fidelity", None, None, "min_face", "max_faces", None, None]
             return [gr.validate(key not in problems, problems.get(key, "")) for key in named]
 
-        run.click(on_restore, inputs=[files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces],
-                  outputs=[status, compare, pick, faces, downloads, state], api_name="restore", validator=check_fields)
-        pick.input(photo_picked, inputs=[pick, state], outputs=compare, api_visibility="private")
+        inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality]
+        run.click(on_restore, inputs=inputs, outputs=[status, compare, pick, info, faces, downloads, state],
+                  api_name="restore", validator=check_fields)
+        pick.input(photo_picked, inputs=[pick, state], outputs=[compare, info], api_visibility="private")
     return demo
 
 
