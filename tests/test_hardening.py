@@ -205,7 +205,7 @@ def test_pipe_and_links_and_skipped_entries_are_named(tmp_path, capsys, tiny_mod
     assert "dangling.png" in err
     report = json.loads((tmp_path / "report.json").read_text())
     assert any("pipe.png" in line for line in report["failed"]) and len(report["done"]) == 1
-    assert "failed:" in err.split("restored 1")[1]  # the summary lists the failed files
+    assert "failed:" in err.split("restored 1,")[1]  # the summary lists the failed files
 
 
 def test_non_interactive_progress_is_plain_lines(tmp_path, capsys, tiny_model_dir):
