@@ -77,7 +77,8 @@ def test_photos_restored_bad_files_reported_zip_holds_all(service, uploads, grou
     assert photo.input_size == (860, 580) and Image.open(photo.download).format == "JPEG"  # same as the input
     assert len(group_faces) >= 3 and len(photo.faces) == len(group_faces)
     assert [f.score for f in photo.faces] == pytest.approx([f.score for f in group_faces])
-    assert [f.caption for f in photo.faces] == [f"{f.score:.3f} · group.jpg #{k + 1}" for k, f in enumerate(group_faces)]
+    assert [f.caption for f in photo.faces] == [f"group.jpg #{k + 1} · score {f.score:.3f}"
+                                                for k, f in enumerate(group_faces)]
     assert Image.open(photo.before).size == Image.open(photo.after).size == (1720, 1160)
     # each bad file: one line naming it (never the server's path) and the reason; the others done
     assert job.errors[0] == "corrupt.jpg: not an image file (format not recognised)"
@@ -201,7 +202,7 @@ def test_aligned_crops_square_nonsquare_and_gray(service, uploads):
                       Options(aligned=True, upscale=3))  # upscale does not apply to crops
     assert [p.size for p in job.photos] == [(32, 32), (32, 16), (32, 32)]  # the tiny model's size S = 32
     assert Image.open(job.photos[2].download).mode == "L"  # gray stays gray, as the CLI
-    assert [len(p.faces) for p in job.photos] == [1, 1, 1] and job.photos[0].faces[0].caption == "aligned crop · sq.png"
+    assert [len(p.faces) for p in job.photos] == [1, 1, 1] and job.photos[0].faces[0].caption == "sq.png · aligned crop"
     assert not job.errors
     assert job.photos[0].describe().startswith("sq.png: 64×64 → 32×32 px, PNG")  # the size change is said
     assert job.notes == ["aligned crops come out at the model's face size: 32×32 px for a square crop, "
@@ -248,7 +249,7 @@ def test_restore_handler_fills_every_output(service, uploads, group_faces):
     assert "Restored 1 of 2 files" in status and "- bad.jpg: not an image file" in status
     assert Image.open(comparison[1]).size == (860, 580)
     assert menu.choices == [("group.jpg", "group.jpg")] and menu.value == "group.jpg"
-    assert len(faces) == len(group_faces) and faces[0][1] == f"{group_faces[0].score:.3f} · group.jpg #1"
+    assert len(faces) == len(group_faces) and faces[0][1] == f"group.jpg #1 · score {group_faces[0].score:.3f}"
     assert Path(downloads[0]).name == "osdface-restored.zip" and Path(downloads[1]).name == "group.png"
     assert info.startswith("group.jpg: 860×580 → 860×580 px, PNG, ")
     assert photo_picked("group.jpg", state) == (comparison, info) and photo_picked("other.jpg", state) == (None, "")
@@ -272,6 +273,16 @@ def test_restore_handler_never_raises(service, uploads, monkeypatch):
     status, *_ = restore_clicked(service, photo, next(iter(MODES)), 1, 0, True, False, 20, 0)
     assert status.startswith("**Something went wrong:** RuntimeError") and "/srv/x" not in status
     assert "Traceback" not in status
+
+
+def test_files_note_tells_the_limit_at_upload():
+    needs("gradio")
+    from osdface.ui.page import files_changed
+
+    assert files_changed(None, 20) == "" and files_changed(["a"], 20) == "1 file ready."
+    assert files_changed(["a"] * 20, 20) == "20 files ready."
+    assert files_changed(["a"] * 25, 20) == ("**25 files: the first 20 will be restored** (at most 20 a run); "
+                                             "the other 5 are left out.")
 
 
 def test_field_messages_name_each_field_out_of_range():

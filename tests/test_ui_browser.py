@@ -126,7 +126,7 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             page.wait_for_function(f"document.querySelectorAll('#faces img').length == {len(expected)}")
             captions = page.inner_text("#faces")
             for k, score in enumerate(expected):
-                assert f"{score:.3f} · group.jpg #{k + 1}" in captions
+                assert f"group.jpg #{k + 1} · score {score:.3f}" in captions
             # 5. Downloads: the zip (photo + faces) and the photo at full size, a JPEG as the input was
             links = page.eval_on_selector_all("#downloads a", "els => els.map(e => [e.download, e.href])")
             assert [name for name, _ in links] == ["osdface-restored.zip", "group.jpg"]
@@ -188,3 +188,49 @@ def test_invalid_field_is_one_message_beside_it_and_no_traceback(server, page):
     assert "Must be a whole number" not in page.inner_text("#max-faces")
     assert "Traceback" not in "".join(lines)
 
+
+
+IN_VIEW = ("(() => { const r = document.querySelector('#restore').getBoundingClientRect(); "
+           "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight })()")
+
+
+def test_twenty_two_files_compact_list_restore_in_view_whole_captions(server, page, tmp_path):
+    small = Image.open(GROUP).resize((430, 290))
+    paths = [tmp_path / f"family-holiday-{k + 1:02d}.jpg" for k in range(22)]
+    for path in paths:
+        small.save(path, quality=92)
+    # 1. At upload: the limit is told, the list stays compact, the button in view
+    page.set_input_files("#photos input[type=file]", [str(p) for p in paths])
+    page.wait_for_function("document.querySelector('#files-note').innerText.includes("
+                           "'22 files: the first 20 will be restored')", timeout=60_000)
+    assert page.locator("#photos").bounding_box()["height"] < 400
+    assert page.evaluate(IN_VIEW)
+    page.fill("#max-faces input", "1")
+    page.press("#max-faces input", "Tab")
+    page.click("#restore")
+    # 2. One progress line while it runs
+    lines = page.wait_for_function(
+        "(() => { const n = [...document.querySelectorAll('.progress-level-inner')]"
+        ".filter(e => e.innerText.includes('restoring')).length; return n > 0 ? n : false })()", timeout=60_000)
+    assert lines.json_value() == 1
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Restored')", timeout=240_000)
+    status = page.inner_text("#status")
+    assert "Restored 20 of 20 files" in status and "22 files uploaded, at most 20 a run: restored the first 20" in status
+    assert "family-holiday-21.jpg, family-holiday-22.jpg" in status
+    page.wait_for_function("document.querySelectorAll('#faces img').length == 20")
+    # 3. Fixed-size thumbnails, each caption whole (photo, face, score, what was done)
+    sizes = page.eval_on_selector_all("#faces .thumbnail-item img", "els => els.map(e => [e.clientWidth, e.clientHeight])")
+    assert sizes == [[176, 176]] * 20
+    captions = page.eval_on_selector_all("#faces .caption-label", "els => els.map(e => [e.innerText, "
+                                         "e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1])")
+    assert len(captions) == 20 and all(whole for _, whole in captions), captions
+    for k, (text, _) in enumerate(captions):
+        assert text.startswith(f"family-holiday-{k + 1:02d}.jpg #1 · score ") and "-px model · " in text
+    # 4. The Restore button in view at the top and at the bottom of the page
+    assert page.evaluate(IN_VIEW)
+    page.screenshot(path=str(ARTEFACTS / "ui_20_files_top.png"))
+    page.evaluate("window.scrollTo({top: document.body.scrollHeight, behavior: 'instant'})")
+    time.sleep(1)
+    assert page.evaluate(IN_VIEW)
+    page.screenshot(path=str(ARTEFACTS / "ui_20_files_bottom.png"))
+    artefact(page, "ui_20_files.png")

@@ -321,7 +321,7 @@ class RestoreService:
         for k, (face, score, verdict) in enumerate(faces):
             face_path = folder / "faces" / f"{stem}_{k:02d}.png"
             write_image_atomic(face, face_path)
-            caption = f"{score:.3f} · {name} #{k + 1}" if not options.aligned else f"aligned crop · {name}"
+            caption = f"{name} #{k + 1} · score {score:.3f}" if not options.aligned else f"{name} · aligned crop"
             if verdict is not None:  # e.g. "… · 644-px face, 128-px model · kept: already sharper than the model"
                 caption += f" · {verdict.caption()}"
             face_results.append(FaceResult(face_path, float(score), caption,

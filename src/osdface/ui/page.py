@@ -32,8 +32,20 @@ MODES = {"Photos: find every face": False, "Aligned face crops (one face each, n
 FORMATS = {"Same as the input": "same", "PNG": "png", "JPEG": "jpeg", "WebP": "webp"}
 # System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-CSS = ("#status {min-height: 2em} footer {display: none !important} "
-       "#faces .grid-wrap.fixed-height {min-height: 0}")  # the faces gallery as tall as its rows (≤ 495 px)
+CSS = """
+#status {min-height: 2em} footer {display: none !important}
+.gradio-container {overflow: clip !important}
+#inputs {align-self: stretch}  /* hidden would stop the sticky bar below from sticking */
+#restore-bar {position: sticky; top: 0; bottom: 0; z-index: 100; padding: 8px 0; background: var(--body-background-fill)}
+#faces .grid-wrap.fixed-height {min-height: 0; max-height: 640px}
+#faces .grid-container {grid-template-columns: repeat(auto-fill, 178px); grid-template-rows: none; grid-auto-rows: auto}
+#faces .gallery-item, #faces .thumbnail-item {height: auto; aspect-ratio: auto}
+#faces .thumbnail-item {display: flex; flex-direction: column; overflow: visible}
+#faces .thumbnail-lg > img {width: 176px; height: 176px; flex: none}
+#faces .caption-label {position: static; max-width: none; white-space: normal; overflow: visible; text-overflow: clip;
+                       border: none; border-radius: 0; line-height: 1.3; opacity: 1}
+#faces .thumbnail-lg:hover .caption-label {opacity: 1}
+"""  # the Restore button stays in view; faces are 176-px thumbnails with their whole caption below
 
 
 # ----------------------------------------------------------------------------- handlers (no browser needed)
@@ -81,6 +93,15 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
     return job.summary(), comparison, menu, info, faces, downloads, state
 
 
+def files_changed(files, max_files: int) -> str:
+    """The note under the drop zone: how many files, and which are left out past the limit."""
+    n = len(files or [])
+    if n > max_files:
+        return (f"**{n} files: the first {max_files} will be restored** (at most {max_files} a run); "
+                f"the other {n - max_files} are left out.")
+    return f"{n} file{'s' * (n != 1)} ready." if n else ""
+
+
 def field_messages(upscale, fidelity, min_face_size, max_faces, max_upscale: float) -> dict[str, str]:
     """The fields out of range → {field: the message shown beside it} (empty when all are fine).
 
@@ -118,9 +139,10 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
         state = gr.State([])
         with gr.Row():
             # 1. Inputs and the options of `osdface restore`
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="inputs"):  # as tall as the results (CSS): its sticky bar can follow
                 files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=list(IMAGE_EXTENSIONS),
-                                elem_id="photos")
+                                height=180, elem_id="photos")  # a long list scrolls inside those 180 px
+                files_note = gr.Markdown(elem_id="files-note")
                 mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
                 with gr.Accordion("Options", open=True):
                     upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
@@ -143,7 +165,8 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                         min_face = gr.Number(value=20, label="Smallest face (pixels)", elem_id="min-face")
                         max_faces = gr.Number(value=0, precision=0, label="At most this many faces",
                                               info="0: all of them", elem_id="max-faces")
-                run = gr.Button("Restore", variant="primary", elem_id="restore")
+                with gr.Column(elem_id="restore-bar"):  # sticky: in view however long the page
+                    run = gr.Button("Restore", variant="primary", elem_id="restore")
                 gr.Markdown(f"<small>Limits: {service.limits.describe()}. Jobs wait in one queue.</small>")
             # 2. Results: status, before/after, faces, downloads
             with gr.Column(scale=3):
@@ -152,10 +175,11 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                 compare = gr.ImageSlider(label="Before | after", type="filepath", format="png", interactive=False,
                                          elem_id="compare")
                 info = gr.Markdown(elem_id="photo-info")
-                faces = gr.Gallery(label="Restored faces (detection score)", columns=6, height="auto", object_fit="contain",
+                faces = gr.Gallery(label="Restored faces: photo, face number, detection score, what was done",
+                                   columns=6, height="auto", object_fit="contain",
                                    format="png", interactive=False, elem_id="faces")
                 downloads = gr.File(label="Downloads: everything as a zip, then each photo", file_count="multiple",
-                                    interactive=False, elem_id="downloads")
+                                    interactive=False, height=260, elem_id="downloads")
 
         # 3. Events: one queue (see serve), the progress bar on the results
         def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
@@ -171,7 +195,9 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
 
         inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality]
         run.click(on_restore, inputs=inputs, outputs=[status, compare, pick, info, faces, downloads, state],
-                  api_name="restore", validator=check_fields)
+                  api_name="restore", validator=check_fields, show_progress_on=[status])  # one progress line
+        files.change(lambda f: files_changed(f, service.limits.max_files), inputs=files, outputs=files_note,
+                     api_visibility="private", queue=False)
         pick.input(photo_picked, inputs=[pick, state], outputs=[compare, info], api_visibility="private")
     return demo
 
