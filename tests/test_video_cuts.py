@@ -121,3 +121,26 @@ def test_the_sidecar_marks_the_cut(tmp_path, capsys, tiny_model_dir):
     assert code == 0, err
     frames = json.loads((tmp_path / "out" / "spliced.mp4.json").read_text())["frames"]
     assert [f["frame"] for f in frames if f.get("cut")] == [5]
+
+
+def test_detection_on_a_shrunk_copy_maps_back_to_the_frame(tiny_pipe):
+    """A frame larger than ``detect_size`` is detected on a shrunk copy; boxes and landmarks come back in
+    the frame's pixels (pixel centres at integers), as MTCNN's own ``max_side`` gives them."""
+
+    class HalfSizeFace:
+        def __init__(self):
+            self.shapes = []
+
+        def detect(self, image):
+            self.shapes.append(image.shape)
+            return [face_at(image.shape[1] / 2 - 0.25, image.shape[0] / 2 - 0.25, scale=20)]
+
+    detector = HalfSizeFace()
+    faces = FaceRestorer(lambda crops: crops, detector=detector, face_size=TINY_SIZE, min_face_size=1)
+    restorer = VideoFaceRestorer(tiny_pipe, faces, detect_size=100)
+    (det,) = restorer.detect(np.zeros((100, 200, 3), np.uint8))
+    assert detector.shapes == [(50, 100, 3)]
+    np.testing.assert_allclose(det.landmarks5, face_at(100.0, 50.0, scale=40).landmarks5)
+    np.testing.assert_allclose(det.box, face_at(100.0, 50.0, scale=40).box)
+    restorer.detect(np.zeros((100, 100, 3), np.uint8))  # not larger: as it is
+    assert detector.shapes[-1] == (100, 100, 3)
