@@ -144,3 +144,34 @@ def test_detection_on_a_shrunk_copy_maps_back_to_the_frame(tiny_pipe):
     np.testing.assert_allclose(det.box, face_at(100.0, 50.0, scale=40).box)
     restorer.detect(np.zeros((100, 100, 3), np.uint8))  # not larger: as it is
     assert detector.shapes[-1] == (100, 100, 3)
+
+
+def test_faces_the_rule_keeps_skip_the_model_and_come_out_the_same(tiny_pipe):
+    """A face the "never worse" rule keeps whole (a sharp one: α = 0) is the input: the model is not run
+    for it, and the frames equal those of a run that does run it (the output blend needs every face)."""
+    from osdface.face.no_harm import NoHarm
+
+    photo = np.random.default_rng(0).integers(0, 255, (110, 150, 3), dtype=np.uint8)  # all detail: kept
+    plan = [[face_at(60 + t, 55)] for t in range(6)]
+    outs, calls = [], []
+    for stab in (Stabilisers(), Stabilisers(output_blend=0.5)):
+        faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector(plan), face_size=TINY_SIZE,
+                             min_face_size=1, no_harm=NoHarm())
+        count = {"n": 0}
+        original = tiny_pipe.restore_tensor
+
+        def counted(lq, count=count, original=original, **kw):
+            count["n"] += len(lq)
+            return original(lq, **kw)
+
+        tiny_pipe.restore_tensor = counted
+        try:
+            outs.append(list(VideoFaceRestorer(tiny_pipe, faces, stab, batch_size=4)(
+                Frame(i, i, photo) for i in range(6))))
+        finally:
+            del tiny_pipe.restore_tensor
+        calls.append(count["n"])
+    assert calls == [0, 6]
+    for a, b in zip(*outs):
+        assert [f.verdict.action for f in a.faces] == ["kept"] and np.array_equal(a.rgb, b.rgb)
+        assert np.array_equal(a.rgb, photo)
