@@ -230,6 +230,37 @@ def test_temporary_files_pruned_and_removed(tiny_pipe, uploads):
     assert not s.work_root.exists()
 
 
+def test_cancel_between_photos_discards_the_job_and_the_next_runs(service, uploads):
+    import threading
+
+    from osdface.ui.jobs import Cancelled
+
+    photos = [uploads(f"p{k}.jpg", source=GROUP) for k in range(3)]
+    cancel, seen = threading.Event(), []
+
+    def tick(done, total, text):
+        seen.append(done)
+        if done == 1:
+            cancel.set()  # as the Cancel button does, while the second photo is being restored
+
+    with pytest.raises(Cancelled, match="cancelled after 2 of 3 files; the partial results were discarded"):
+        service.run(photos, Options(max_faces=1), progress=tick, cancel=cancel)
+    assert seen == [0, 1] and list(service.work_root.iterdir()) == []  # photo 3 never started; no files left
+    job = service.run(photos[:1], Options(max_faces=1), cancel=threading.Event())
+    assert len(job.photos) == 1 and job.zip_path.is_file()
+
+
+def test_cancel_button_reaches_only_its_own_session():
+    needs("gradio")
+    from osdface.ui.page import Running
+
+    running = Running()
+    mine, other = running.start("a"), running.start("b")
+    assert running.cancel("a") and mine.is_set() and not other.is_set()
+    running.finish("a", mine)
+    assert not running.cancel("a") and not running.cancel("nobody")
+
+
 def test_model_note_says_which_model():
     assert "bundled osdface-mini" in describe_model("bundled", 128) and "non-commercial" in describe_model("bundled", 128)
     assert "osdface download" in describe_model("bundled", 128)

@@ -4,7 +4,10 @@ The server is the real command with the bundled mini model (what a fresh install
 examples/group.jpg and a corrupt file, restores, and checks what a person sees: the progress bar, the
 restored photo's size, one gallery face per detected face with its score, the error line naming the bad
 file, the downloads; that the page asks nothing of the internet; and that stopping the server removes
-its files. A screenshot goes to build/test-artefacts/ui_page.png ($OSDFACE_ARTEFACTS to change).
+its files. Then, on the same server: an invalid field (its message beside it, no traceback), 22 files
+(the limit told at upload, the Restore button in view, one progress line, whole captions), an example
+click, and a cancel (the job's files removed, the next job runs). Screenshots of each state go to
+build/test-artefacts/ui_*.png ($OSDFACE_ARTEFACTS to change).
 
 Needs the ui extra and playwright (pip install -e ".[dev,ui]") and Debian's chromium; in CI (CI set) a
 missing one fails instead of skipping.
@@ -234,3 +237,44 @@ def test_twenty_two_files_compact_list_restore_in_view_whole_captions(server, pa
     assert page.evaluate(IN_VIEW)
     page.screenshot(path=str(ARTEFACTS / "ui_20_files_bottom.png"))
     artefact(page, "ui_20_files.png")
+
+
+def test_an_example_click_shows_a_result(server, page):
+    page.click("#examples button:has-text('group.jpg')")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Restored 1 of 1 file')",
+                           timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#faces img').length >= 3")
+    assert "group.jpg" in page.inner_text("#photos").replace("\n", "")  # (stem and suffix: two lines)
+    assert page.inner_text("#photo-info").startswith("group.jpg: 860×580 → 860×580 px, JPEG")
+    artefact(page, "ui_example.png")
+
+
+def test_cancel_stops_the_job_discards_its_files_and_the_queue_moves_on(server, page, tmp_path):
+    _, tmp, lines = server
+    jobs = lambda: sorted(tmp.glob("osdface-ui-*/job-*"))  # noqa: E731 (the service's job folders)
+    before = jobs()
+    paths = [tmp_path / f"long-{k + 1:02d}.jpg" for k in range(20)]
+    for path in paths:
+        shutil.copy(GROUP, path)
+    page.set_input_files("#photos input[type=file]", [str(p) for p in paths])
+    page.wait_for_function("document.querySelector('#files-note').innerText.includes('20 files ready')")
+    page.click("#restore")
+    page.wait_for_function("Array.from(document.querySelectorAll('.progress-level-inner'))"
+                           ".some(e => e.innerText.includes('(2 of 20)'))", timeout=60_000)
+    page.click("#cancel")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Cancelled')", timeout=10_000)
+    artefact(page, "ui_cancelled.png")
+    deadline = time.monotonic() + 30  # the job stops after the photo it is on, and removes its folder
+    while jobs() != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jobs() == before
+    assert "Restored" not in page.inner_text("#status")
+    # the queue moves on: the next job runs
+    page.goto(server[0])  # (a fresh drop zone)
+    page.wait_for_selector("#restore", timeout=60_000)
+    page.set_input_files("#photos input[type=file]", [str(paths[0])])
+    page.wait_for_function("document.querySelector('#files-note').innerText.includes('1 file ready')")
+    page.click("#restore")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Restored 1 of 1 file')",
+                           timeout=120_000)
+    assert "Traceback" not in "".join(lines)

@@ -50,6 +50,10 @@ SAME_AS_INPUT = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".webp": ".web
 FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".webp": "WebP", ".bmp": "BMP", ".tif": "TIFF"}
 
 
+class Cancelled(OSDFaceError):
+    """A run stopped by its ``cancel`` event (between two photos); its files are already removed."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one run may ask of the machine."""
@@ -199,8 +203,12 @@ class RestoreService:
         self._active: set[Path] = set()
         self._lock = threading.Lock()
 
-    def run(self, uploads: Sequence[Upload], options: Options, progress: Optional[Progress] = None) -> Job:
-        """Restore every upload; a file that fails is one line in ``Job.errors`` and the rest goes on."""
+    def run(self, uploads: Sequence[Upload], options: Options, progress: Optional[Progress] = None,
+            cancel: Optional[threading.Event] = None) -> Job:
+        """Restore every upload; a file that fails is one line in ``Job.errors`` and the rest goes on.
+
+        ``cancel``: checked before each photo and before the zip; once set, the job's files are removed and
+        ``Cancelled`` is raised (a photo being restored is finished first)."""
         start = time.perf_counter()
         progress = progress or (lambda done, total, text: None)
         # 1. The run as a whole: options in range, not too many files
@@ -221,6 +229,7 @@ class RestoreService:
             job, used, names = Job(notes=notes), set(), set()
             # 3. Each file: checked, read, restored, written; its failure is one line
             for i, upload in enumerate(uploads):
+                _check_cancel(cancel, folder, i, len(uploads))
                 root, ext = os.path.splitext(shown_name(upload.name))
                 name = _unique(root + ext, names, lambda n, root=root, ext=ext: f"{root} ({n}){ext}")
                 progress(i, len(uploads), f"restoring {name} ({i + 1} of {len(uploads)})")
@@ -232,6 +241,7 @@ class RestoreService:
                     log.exception("restoring %s failed", name)
                     job.errors.append(f"{name}: restoration failed ({type(err).__name__}: {one_line(err)})")
             # 4. All results (and their faces) in one zip
+            _check_cancel(cancel, folder, len(uploads), len(uploads))
             if job.photos:
                 progress(len(uploads), len(uploads), "packing the zip")
                 job.zip_path = write_zip(job.photos, folder / ZIP_NAME)
@@ -331,6 +341,12 @@ class RestoreService:
                            folder / "compare" / f"{stem}_after.png", (after.shape[1], after.shape[0]),
                            face_results, note, (before.shape[1], before.shape[0]),
                            options.quality if lossy else None)
+
+
+def _check_cancel(cancel: Optional[threading.Event], folder: Path, done: int, total: int) -> None:
+    if cancel is not None and cancel.is_set():
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Cancelled(f"cancelled after {done} of {total} file{'s' * (total != 1)}; the partial results were discarded")
 
 
 def comparison_pair(before: np.ndarray, after: np.ndarray,

@@ -3,11 +3,13 @@
     demo = build_page(service, model_note)     # gr.Blocks; the handlers below are plain functions
     serve(pipe, model_note, upload_root, host="127.0.0.1", port=7860)     # what `osdface ui` runs
 
-What a person sees: a drop zone for one or many photos (or aligned crops, by a mode switch), the options
-of ``osdface restore`` that matter, a Restore button with a progress bar, then a before/after slider per
-photo (a menu picks the photo), a gallery of the restored faces with each face's detection score, the
-downloads (the zip of everything first, then each photo) and one line per file that could not be
-restored. Served on loopback unless ``host`` says otherwise, with no share link unless asked, no
+What a person sees: a compact drop zone for one or many photos (or aligned crops, by a mode switch) that
+tells the file limit at upload, example photos one click restores, the options of ``osdface restore`` that
+matter and the download format, each checked beside its field; a Restore and a Cancel button that stay in
+view; one progress line; then a before/after slider per photo (a menu picks the photo) with its input and
+output size, fixed-size face thumbnails captioned with photo, face number, score and the "never worse"
+verdict, the downloads (the zip of everything first, then each photo) and one line per file that could not
+be restored. Served on loopback unless ``host`` says otherwise, with no share link unless asked, no
 telemetry, one queue with ``concurrency`` jobs at a time, and every temporary file removed on exit.
 """
 
@@ -16,18 +18,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported: nothing phones home
 import gradio as gr
 
 from ..errors import OSDFaceError
 from ..image_utils import IMAGE_EXTENSIONS
-from .jobs import Limits, Options, RestoreService, Upload
+from .jobs import Cancelled, Limits, Options, RestoreService, Upload
 
 log = logging.getLogger(__name__)
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"  # the repository's photos (absent from a wheel)
 MODES = {"Photos: find every face": False, "Aligned face crops (one face each, no detection)": True}
 FORMATS = {"Same as the input": "same", "PNG": "png", "JPEG": "jpeg", "WebP": "webp"}
 # System fonts only: the default theme would make every visitor's browser fetch fonts from the internet.
@@ -53,12 +57,14 @@ CSS = """
 
 def restore_clicked(service: RestoreService, files, mode: str, upscale: float, fidelity: float, color_match: bool,
                     only_center_face: bool, min_face_size: float, max_faces, progress=None,
-                    output_format: str = "Same as the input", quality: float = 90):
+                    output_format: str = "Same as the input", quality: float = 90,
+                    cancel: Optional[threading.Event] = None):
     """The Restore button → (status, comparison pair, photo menu, the photo's sizes, faces gallery, downloads,
     state).
 
     ``files``: the paths where gradio stored the uploads (their base names are the users' file names).
-    Never raises: every problem is a line in the status."""
+    ``cancel``: set by the Cancel button (see ``RestoreService.run``). Never raises: every problem is a line in
+    the status."""
     empty = (None, gr.Dropdown(choices=[], value=None), "", [], [], [])
     problems = field_messages(upscale, fidelity, min_face_size, max_faces, service.limits.max_upscale)
     if problems:
@@ -75,7 +81,9 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
             if progress is not None:
                 progress((done, total), desc=text, unit="photos")
 
-        job = service.run(uploads, options, progress=tick)
+        job = service.run(uploads, options, progress=tick, cancel=cancel)
+    except Cancelled as err:
+        return (f"**Cancelled:** {err}.", *empty)
     except OSDFaceError as err:
         return (f"**{err}**", *empty)
     except Exception as err:  # never a traceback on the page; the server log has it
@@ -130,8 +138,40 @@ def photo_picked(choice: Optional[str], state):
 # ----------------------------------------------------------------------------- the page
 
 
-def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
-    """The page: inputs and options on the left, results on the right."""
+class Running:
+    """The cancel event of each browser session's running job (gradio's cancel stops waiting for a job; this
+    stops the job itself, between two photos)."""
+
+    def __init__(self):
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        with self._lock:
+            self._events[session] = event = threading.Event()
+        return event
+
+    def finish(self, session: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(session) is event:
+                del self._events[session]
+
+    def cancel(self, session: str) -> bool:
+        """Set the session's cancel event; False when it runs nothing."""
+        with self._lock:
+            event = self._events.get(session)
+        if event is not None:
+            event.set()
+        return event is not None
+
+
+def example_photos(folder: Path = EXAMPLES) -> list[Path]:
+    return sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+
+
+def build_page(service: RestoreService, model_note: str, examples: Sequence[Path] = ()) -> gr.Blocks:
+    """The page: inputs and options on the left, results on the right; ``examples``: photos one click restores."""
+    running = Running()
     with gr.Blocks(title="OSDFace: restore faces", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# OSDFace: restore the faces in your photos\nOne diffusion step per face. "
                     "Drop photos, press **Restore**, compare with the slider, download.")
@@ -143,6 +183,7 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                 files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=list(IMAGE_EXTENSIONS),
                                 height=180, elem_id="photos")  # a long list scrolls inside those 180 px
                 files_note = gr.Markdown(elem_id="files-note")
+                examples_slot = gr.Column()  # filled below, once the events exist
                 mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
                 with gr.Accordion("Options", open=True):
                     upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
@@ -165,8 +206,9 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
                         min_face = gr.Number(value=20, label="Smallest face (pixels)", elem_id="min-face")
                         max_faces = gr.Number(value=0, precision=0, label="At most this many faces",
                                               info="0: all of them", elem_id="max-faces")
-                with gr.Column(elem_id="restore-bar"):  # sticky: in view however long the page
-                    run = gr.Button("Restore", variant="primary", elem_id="restore")
+                with gr.Row(elem_id="restore-bar"):  # sticky: in view however long the page
+                    run = gr.Button("Restore", variant="primary", scale=3, elem_id="restore")
+                    stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
                 gr.Markdown(f"<small>Limits: {service.limits.describe()}. Jobs wait in one queue.</small>")
             # 2. Results: status, before/after, faces, downloads
             with gr.Column(scale=3):
@@ -183,9 +225,20 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
 
         # 3. Events: one queue (see serve), the progress bar on the results
         def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
-                       quality, progress=gr.Progress()):
-            return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
-                                   max_faces, progress, output_format=output_format, quality=quality)
+                       quality, request: gr.Request, progress=gr.Progress()):
+            session = request.session_hash or ""
+            cancel = running.start(session)
+            try:
+                return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
+                                       max_faces, progress, output_format=output_format, quality=quality,
+                                       cancel=cancel)
+            finally:
+                running.finish(session, cancel)
+
+        def on_cancel(request: gr.Request):
+            if running.cancel(request.session_hash or ""):
+                return "**Cancelled:** the running job stops after the photo it is on; its results are discarded."
+            return "Nothing to cancel (a job waiting in the queue is simply dropped)."
 
         def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
                          quality):
@@ -194,8 +247,16 @@ def build_page(service: RestoreService, model_note: str) -> gr.Blocks:
             return [gr.validate(key not in problems, problems.get(key, "")) for key in named]
 
         inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality]
-        run.click(on_restore, inputs=inputs, outputs=[status, compare, pick, info, faces, downloads, state],
-                  api_name="restore", validator=check_fields, show_progress_on=[status])  # one progress line
+        outputs = [status, compare, pick, info, faces, downloads, state]
+        jobs = [run.click(on_restore, inputs=inputs, outputs=outputs, api_name="restore", validator=check_fields,
+                          show_progress_on=[status])]  # one progress line
+        if examples:  # a click fills the drop zone and restores with the options as they are
+            with examples_slot:
+                shown = gr.Examples([[[str(p)]] for p in examples], inputs=[files], label="Examples: one click restores",
+                                    example_labels=[p.name for p in examples], elem_id="examples")
+            jobs.append(shown.load_input_event.then(on_restore, inputs=inputs, outputs=outputs, show_progress_on=[status],
+                                                    api_visibility="private"))
+        stop.click(on_cancel, outputs=status, cancels=jobs, queue=False, api_visibility="private")
         files.change(lambda f: files_changed(f, service.limits.max_files), inputs=files, outputs=files_note,
                      api_visibility="private", queue=False)
         pick.input(photo_picked, inputs=[pick, state], outputs=[compare, info], api_visibility="private")
@@ -216,12 +277,14 @@ def serve(pipe, model_note: str, upload_root: Path, host: str = "127.0.0.1", por
         signal.signal(stop, _interrupt)
     try:
         # 2. The page, one bounded queue (REST routes cannot skip it), and the server
-        demo = build_page(service, model_note)
+        examples = example_photos()
+        demo = build_page(service, model_note, examples)
         demo.queue(max_size=queue_size, default_concurrency_limit=concurrency, api_open=False)
         try:
             demo.launch(server_name=host, server_port=port, share=share, max_file_size=limits.max_file_bytes,
                         show_error=False, ssr_mode=False, run_history=False, mcp_server=False, theme=THEME, css=CSS,
-                        prevent_thread_lock=True, quiet=True)
+                        prevent_thread_lock=True, quiet=True,
+                        allowed_paths=[str(p) for p in examples])  # the example photos, by name
         except OSError:
             raise OSDFaceError(f"--port {port}: cannot serve on {host}:{port} (in use or not allowed); "
                                "choose another port") from None
