@@ -19,6 +19,8 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    weight α from the input's detail (``NoHarm.weight_from_detail``) is averaged over the track's last
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
    identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
+   A face the rule keeps whole (α < 0.01) is not run through the model (its VRE features still enter the
+   prompt window), unless the output blend is on.
 5. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
    the face's own motion is already compensated), is blended with the track's previous one,
    ``o_t = w·o_{t−1} + (1 − w)·r_t`` with ``w = output_blend·max(0, 1 − |r_t − o_{t−1}| / 24)`` per
