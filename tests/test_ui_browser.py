@@ -137,9 +137,8 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             assert photo.size == (1720, 1160) and photo.format == "JPEG"
             names = zipfile.ZipFile(io.BytesIO(page.request.get(links[0][1]).body())).namelist()
             assert names == ["group.jpg"] + [f"faces/group_{k:02d}.png" for k in range(len(expected))]
-            # 6. The artefact
-            ARTEFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTEFACTS / "ui_page.png"), full_page=True)
+            # 6. The artefact (the README's screenshot)
+            artefact(page, "ui_page.png")
         finally:
             browser.close()
     assert offsite == []  # no font, script or telemetry from the internet
@@ -164,8 +163,13 @@ def page(server):
 
 
 def artefact(page, name: str) -> None:
+    """The whole page, through a viewport as tall as it (so the sticky Restore bar sits where it belongs)."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": page.evaluate("document.body.scrollHeight")})
+    time.sleep(0.3)
     page.screenshot(path=str(ARTEFACTS / name), full_page=True)
+    page.set_viewport_size(size)
 
 
 def test_invalid_field_is_one_message_beside_it_and_no_traceback(server, page):

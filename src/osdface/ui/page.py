@@ -39,7 +39,7 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 CSS = """
 #status {min-height: 2em} footer {display: none !important}
 .gradio-container {overflow: clip !important}
-#inputs {align-self: stretch}  /* hidden would stop the sticky bar below from sticking */
+#inputs {align-self: stretch} #examples-slot {flex-grow: 0 !important}  /* hidden would stop the sticky bar below from sticking */
 #restore-bar {position: sticky; top: 0; bottom: 0; z-index: 100; padding: 8px 0; background: var(--body-background-fill)}
 #faces .grid-wrap.fixed-height {min-height: 0; max-height: 640px}
 #faces .grid-container {grid-template-columns: repeat(auto-fill, 178px); grid-template-rows: none; grid-auto-rows: auto}
@@ -183,7 +183,7 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
                 files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=list(IMAGE_EXTENSIONS),
                                 height=180, elem_id="photos")  # a long list scrolls inside those 180 px
                 files_note = gr.Markdown(elem_id="files-note")
-                examples_slot = gr.Column()  # filled below, once the events exist
+                examples_slot = gr.Column(elem_id="examples-slot")  # filled below, once the events exist
                 mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
                 with gr.Accordion("Options", open=True):
                     upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
