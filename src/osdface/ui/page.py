@@ -184,7 +184,9 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
                                 height=180, elem_id="photos")  # a long list scrolls inside those 180 px
                 files_note = gr.Markdown(elem_id="files-note")
                 examples_slot = gr.Column(elem_id="examples-slot")  # filled below, once the events exist
-                mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?", elem_id="mode")
+                note = service.aligned_note()  # what happens to the crops' sizes, said before they are dropped
+                mode = gr.Radio(list(MODES), value=next(iter(MODES)), label="What are they?",
+                                info=f"{note[0].upper()}{note[1:]}.", elem_id="mode")
                 with gr.Accordion("Options", open=True):
                     upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
                                         info="Output size × this; faces are restored, the rest is resized.",
