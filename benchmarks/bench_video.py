@@ -88,6 +88,8 @@ def run(pipe, face_restorer, stabilisers, frames) -> tuple[list[np.ndarray], flo
     assert [r.index for r in out] == list(range(len(frames)))
     # faces come in frame order, track ids sorted per frame: pair each face with its track's previous one
     changes, last, k = [], {}, 0
+    if len(recorder.sets) != sum(len(r.track_ids) for r in out):  # faces kept whole skip the model
+        return [r.rgb for r in out], seconds, float("nan")
     for r in out:
         for tid in r.track_ids:
             codes = recorder.sets[k]

@@ -19,8 +19,8 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    weight α from the input's detail (``NoHarm.weight_from_detail``) is averaged over the track's last
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
    identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
-   A face the rule keeps whole (α < 0.01) is not run through the model (its VRE features still enter the
-   prompt window), unless the output blend is on.
+   A face the rule keeps whole (α < 0.01) is not run through the model (VRE, UNet, VAE; nor does it enter
+   its track's prompt window), unless the output blend is on.
 5. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
    the face's own motion is already compensated), is blended with the track's previous one,
    ``o_t = w·o_{t−1} + (1 − w)·r_t`` with ``w = output_blend·max(0, 1 − |r_t − o_{t−1}| / 24)`` per
@@ -309,32 +309,28 @@ class VideoFaceRestorer:
         if rule is not None:
             weights = [self.weights(tid, rule.weight_from_detail(top_octave_detail(crop)))
                        for crop, tid in zip(crops, track_ids)]
-        # 4. VRE features of all crops, in time order and in batches, averaged along each track (every
-        #    frame enters the prompt window) → visual prompts
-        prompts: list[torch.Tensor] = []
-        for start in range(0, len(crops), self.batch_size):
-            lq = torch.cat(to_batch(crops[start:start + self.batch_size]))  # (B, 3, S, S) in [-1, 1]
-            features = pipe.visual_features(lq).float()  # (B, C, h, w)
-            features = torch.stack([self.prompts(tid, f) for tid, f in zip(track_ids[start:], features)])
-            prompts.extend(pipe.prompt_from_features(features))  # (77, 1024) each
-        # 5. The model, in batches, for every face but those the rule keeps whole (α < 0.01 is "kept": the
-        #    input is pasted, the model's face is not used), unless the output blend needs every frame
+        # 4. The model, for every face but those the rule keeps whole (α < 0.01 is "kept": the input is
+        #    pasted, the model's face is not used), unless the output blend needs every frame
         run = [k for k in range(len(crops))
                if weights is None or weights[k] >= 0.01 or self.stab.output_blend > 0]
         restored: list[np.ndarray] = list(crops)  # a kept face: its input crop
         for start in range(0, len(run), self.batch_size):
             batch = run[start:start + self.batch_size]
             chunk = [crops[k] for k in batch]
-            lq = torch.cat(to_batch(chunk))
+            lq = torch.cat(to_batch(chunk))  # (B, 3, S, S) in [-1, 1]
+            # 4a. VRE features (B, C, h, w), averaged along each track in frame order → visual prompt
+            features = pipe.visual_features(lq).float()
+            features = torch.stack([self.prompts(track_ids[k], f) for k, f in zip(batch, features)])
+            prompt_embeds = pipe.prompt_from_features(features)  # (B, 77, 1024)
             generators = [torch.Generator(pipe.device).manual_seed(self.seed) for _ in chunk]
             out = pipe.restore_tensor(lq, generator=generators, posterior=self.posterior,
-                                      prompt_embeds=torch.stack([prompts[k] for k in batch]))  # (B, 3, S, S)
+                                      prompt_embeds=prompt_embeds)  # (B, 3, S, S) in [-1, 1]
             for k, o, c in zip(batch, tensor_to_numpy(out), chunk):
                 restored[k] = blend_fidelity(self.blender(track_ids[k], o), c, self.fidelity)
         self.prompts.keep_only(self.tracker.tracks)
         self.blender.keep_only(self.tracker.tracks)
         self.weights.keep_only(self.tracker.tracks)
-        # 6. Paste back, frame by frame
+        # 5. Paste back, frame by frame
         start = 0
         for r in ready:
             n = len(r.track_ids)
