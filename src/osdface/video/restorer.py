@@ -16,7 +16,7 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
 3. **Tracks bridge misses**: a face the detector loses for a frame or two between sightings is still
    restored at its interpolated position rather than popping out and back.
 4. **One "never worse" decision per track** (when the face restorer has a ``no_harm`` rule): the model's
-   weight α from the input's detail (``NoHarm.weight_from_detail``) is averaged over the track's last
+   weight α from the input's detail (``NoHarm.detail_weight``) is averaged over the track's last
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
    identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
    A face the rule keeps whole (α < 0.01) is not run through the model (VRE, UNet, VAE; nor does it enter
@@ -55,8 +55,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..face.alignment import affine_scale
 from ..face.detection import Detection
-from ..face.no_harm import top_octave_detail
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
@@ -307,8 +307,9 @@ class VideoFaceRestorer:
         weights = None
         rule = self.faces.no_harm
         if rule is not None:
-            weights = [self.weights(tid, rule.weight_from_detail(top_octave_detail(crop)))
-                       for crop, tid in zip(crops, track_ids)]
+            affines = [a for r in ready for a in r.prepared.affines]
+            weights = [self.weights(tid, rule.detail_weight(crop, crop.shape[0] / affine_scale(affine)))
+                       for crop, affine, tid in zip(crops, affines, track_ids)]
         # 4. The model, for every face but those the rule keeps whole (α < 0.01 is "kept": the input is
         #    pasted, the model's face is not used), unless the output blend needs every frame
         run = [k for k in range(len(crops))
