@@ -173,7 +173,7 @@ def restore_aligned_faces(pipe: OSDFacePipeline, images: list[np.ndarray], *, fi
         if sq:  # 2. the no-harm rule: α from the input's detail, the identity guard, the bands
             verdict = no_harm.assess(crop, after, before.shape[0])
             if verdict.fusion == "bands":
-                change, _ = band_change(crop, after, before, verdict.model_weight, no_harm)
+                change = band_change(crop, after, before, verdict.model_weight, no_harm)
                 result = np.clip(np.rint(before.astype(np.float32) + change), 0, 255).astype(np.uint8)
                 verdict.detail_before, verdict.detail_after = detail(before), detail(result)
                 after = result

@@ -254,20 +254,19 @@ def mix(crop: np.ndarray, restored: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def band_change(crop: np.ndarray, restored: np.ndarray, input_work: np.ndarray, alpha: float,
-                rule: NoHarm) -> tuple[np.ndarray, float]:
-    """The change to add to the input face at the working size W (HWC float32) and the high band's σ:
-    ``α·up_W(restored − crop) − (1 − g)·high_W`` (module docstring, steps 1–2)."""
+                rule: NoHarm) -> np.ndarray:
+    """The change to add to the input face at the working size W (HWC float32):
+    ``α·up_W(restored − crop) − (1 − g)·high_W`` (module docstring, steps 1–2); zero for α = 0."""
     work = input_work.shape[0]
     size = (work, work)
-    crop_up = cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    if alpha <= 0:
+        return np.zeros(input_work.shape, np.float32)
     change = cv2.resize(restored.astype(np.float32) - crop.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
     change *= np.float32(alpha)
-    sigma = 0.0
-    if alpha > 0:
-        high = input_work.astype(np.float32) - crop_up
-        gain, sigma = rule.high_band_gain(high, face_mask(work, "ellipse"))
-        change -= (1 - gain) * high
-    return change, sigma
+    high = input_work.astype(np.float32) - cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    gain, _ = rule.high_band_gain(high, face_mask(work, "ellipse"))
+    change -= (1 - gain) * high
+    return change
 
 
 def summarize(faces: Sequence[dict]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
@@ -258,7 +259,8 @@ class FaceRestorer:
     def _paste_no_harm(self, p: PreparedPhoto, canvas: np.ndarray, restored: Sequence[np.ndarray],
                        canvas_affines: list[np.ndarray], masks, weights):
         """``finish`` under the no-harm rule: per face, colour-match, decide α (``NoHarm.assess``), then paste
-        the model's crop (faces ≤ S) or the band-combined change at the working size (larger faces)."""
+        the model's crop (faces ≤ 1.1·S) or the band-combined change at the working size (larger faces);
+        a face kept as it was (α = 0) is not pasted at all."""
         rule, size = self.no_harm, self.face_size
         base = canvas.copy()
         pasted, verdicts, jobs = [], [], []
@@ -272,28 +274,29 @@ class FaceRestorer:
             native = size / affine_scale(p.affines[k])
             verdict = rule.assess(crop, face, native, None if weights is None else weights[k])
             alpha = verdict.model_weight
-            if verdict.fusion == "none":  # 3a. faces at or below the model's size: the model's crop (mixed by α)
-                out = mix(crop, face, alpha)
-                verdict.detail_before, verdict.detail_after = detail(crop), detail(out)
-                jobs.append((k, lambda c=canvas, o=out, a=affine, m=mask: paste_face(c, o, a, m)) if alpha > 0 else None)
-            else:  # 3b. larger faces: the input at W plus the model's change in its band
-                work = rule.work_size(native, size)
-                to_work = np.array([[work / size, 0, 0.5 * work / size - 0.5], [0, work / size, 0.5 * work / size - 0.5]])
-                affine_work = compose_affine(to_work, p.affines[k])
-                input_work = warp_face(p.rgb, affine_work, work)
-                change, _ = band_change(crop, face, input_work, alpha, rule)
-                verdict.detail_before = detail(input_work)
-                verdict.detail_after = detail(np.clip(input_work + change, 0, 255))
-                canvas_work = resize_affine(affine_work, p.rgb.shape[:2], canvas.shape[:2])
-                mask_work = face_mask(work, self.mask_shape, None if masks is None else masks[k])
-                jobs.append((k, lambda c=canvas, d=change, a=canvas_work, m=mask_work: paste_change(c, base, d, a, m))
-                            if alpha > 0 else None)
-                out = mix(crop, face, alpha)
+            out = mix(crop, face, alpha)
             pasted.append(out)
             verdicts.append(verdict)
+            if verdict.fusion == "none":  # 3a. faces at or below 1.1·S: the model's crop (mixed by α)
+                verdict.detail_before, verdict.detail_after = detail(crop), detail(out)
+                if alpha > 0:
+                    jobs.append((k, partial(paste_face, canvas, out, affine, mask)))
+                continue
+            # 3b. larger faces: the input at W plus the model's change in its band
+            work = rule.work_size(native, size)
+            r = work / size
+            affine_work = compose_affine(np.array([[r, 0, 0.5 * r - 0.5], [0, r, 0.5 * r - 0.5]]), p.affines[k])
+            input_work = warp_face(p.rgb, affine_work, work)
+            verdict.detail_before = verdict.detail_after = detail(input_work)
+            if alpha > 0:
+                change = band_change(crop, face, input_work, alpha, rule)
+                verdict.detail_after = detail(np.clip(input_work + change, 0, 255))
+                mask_work = face_mask(work, self.mask_shape, None if masks is None else masks[k])
+                canvas_work = resize_affine(affine_work, p.rgb.shape[:2], canvas.shape[:2])
+                jobs.append((k, partial(paste_change, canvas, base, change, canvas_work, mask_work)))
         # 4. Paste, smaller faces first: a larger (usually nearer) face ends up on top where two overlap
-        for job in sorted((j for j in jobs if j is not None), key=lambda j: -affine_scale(canvas_affines[j[0]])):
-            job[1]()
+        for _, paste in sorted(jobs, key=lambda job: -affine_scale(canvas_affines[job[0]])):
+            paste()
         return canvas, pasted, verdicts
 
     @staticmethod
