@@ -56,9 +56,6 @@ def check_output_folder(output: Path, inputs: Iterable = (), flag: str = "--outp
     """Refuse an output folder that is a file, is an input folder or lies inside one (``inputs``: files and
     folders; links are followed), or cannot be written. ``create``: make the folder (and check it with a
     file written and removed); otherwise only its nearest existing parent is checked and nothing is left.
-
-    ``osdface restore``'s own check (cli/restore.py) is the ``create=True`` case without the inside-an-input
-    rule; this function can take its place.
     """
     output = Path(output)
     check_not_a_file(output, flag, holds)
@@ -100,8 +97,9 @@ def check_distinct_folders(first: Path, first_flag: str, second: Path, second_fl
         raise OSDFaceError(f"{second_flag} {second}: is the {first_flag} folder; {why}. Choose two folders")
 
 
-def check_new_file(path: Path, flag: str) -> None:
-    """A file output (a report, a table): not a folder, and its folder exists (nothing is created for it)."""
+def check_new_file(path: Path, flag: str, inputs: Iterable = ()) -> None:
+    """A file output (a report, a table): not a folder, its folder exists (nothing is created for it), and it
+    is no input file and lies in no input folder (``inputs``; links followed)."""
     path = Path(path)
     if path.is_dir():
         raise OSDFaceError(f"{flag} {path}: is a folder; give a file name")
@@ -109,3 +107,10 @@ def check_new_file(path: Path, flag: str) -> None:
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"
         raise OSDFaceError(f"{flag} {path}: its folder {parent} {what}")
+    where = parent.resolve() / path.name
+    for item in map(Path, inputs):
+        target = item.resolve()
+        if where == target or (item.is_dir() and target in where.parents):
+            raise OSDFaceError(f"{flag} {path}: " + ("is an input file" if where == target else
+                                                     f"is inside the input folder {item}")
+                               + "; no command writes into its inputs. Choose another place")

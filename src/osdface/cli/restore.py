@@ -215,8 +215,7 @@ def plan_restore(**flags) -> RestorePlan:
         plan.face_detector = make_detector(plan.detector, plan.detector_weights)
     # 4. What is written: --report (its folder exists; not a folder; not in an input), then the output folder
     if plan.report is not None:
-        check_new_file(plan.report, "--report")
-        _check_not_in_inputs(Path(plan.report), plan.inputs, "--report")
+        check_new_file(plan.report, "--report", plan.inputs)
     check_output_folder(plan.output, plan.inputs, holds="the restored images")
     return plan
 
@@ -379,19 +378,6 @@ def _nothing_to_restore(problems: list[str]) -> str:
         return f"{problems[0]} (nothing to restore)"
     shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
     return f"nothing to restore: {shown}" if problems else "no image or video to restore among the inputs"
-
-
-def _check_not_in_inputs(path: Path, inputs, flag: str) -> None:
-    """A file we write (``path``) is no input file and lies in no input folder (links followed)."""
-    from ..errors import OSDFaceError
-
-    where = path.absolute().parent.resolve() / path.name
-    for item in map(Path, inputs):
-        target = item.resolve()
-        if where == target or (item.is_dir() and target in where.parents):
-            raise OSDFaceError(f"{flag} {path}: " + ("is an input file" if where == target else
-                                                     f"is inside the input folder {item}")
-                               + "; no command writes into its inputs. Choose another place")
 
 
 def _photo_outputs(src: Path, before, result, upscale: float, fmt: str, save_faces: bool, compare: bool,
