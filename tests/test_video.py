@@ -11,6 +11,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -411,16 +412,58 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, capsys, tiny_model_d
     assert len(decode(tmp_path / "out" / "c.mp4")[0]) == 12
 
 
-def test_output_blender_follows_its_formula_and_lets_real_changes_through():
-    from osdface.video.restorer import OutputBlender
+def test_temporal_filter_matches_a_plain_loop_when_nothing_moves():
+    """With the flow fixed at zero, the filter is its formula: per pixel, the crop and its neighbours
+    weighted by max(0, 1 − d/gate), d the channel-mean distance averaged over 5 × 5 (reflected borders)."""
+    from osdface.video.temporal import TemporalFilter
 
-    blender = OutputBlender(0.5, gate=24.0)
-    first = np.full((4, 4, 3), 100, np.uint8)
-    assert np.array_equal(blender(7, first), first)  # nothing to blend with yet
-    noisy = first.copy()
-    noisy[0, 0] = 112  # 12 levels away: w = 0.5 · (1 − 12/24) = 0.25
-    noisy[1, 1] = 200  # 100 levels away: a real change, w = 0
-    out = blender(7, noisy)
-    assert out[0, 0, 0] == round(0.25 * 100 + 0.75 * 112) and out[1, 1, 0] == 200 and out[2, 2, 0] == 100
-    assert np.array_equal(blender(8, noisy), noisy)  # another track starts afresh
-    assert np.array_equal(OutputBlender(0.0)(7, noisy), noisy)  # off
+    rng = np.random.default_rng(0)
+    crop = rng.integers(90, 110, (9, 10, 3), dtype=np.uint8)
+    others = [np.clip(crop.astype(int) + rng.integers(-30, 31, crop.shape), 0, 255).astype(np.uint8)
+              for _ in range(2)]
+    f = TemporalFilter(gate=24.0)
+    f.flow = lambda gray, other: np.zeros(gray.shape + (2,), np.float32)
+    out = f(crop, others)
+
+    def reflect(i, n):  # OpenCV's default border: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
+        return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
+
+    h, w = crop.shape[:2]
+    expected = np.zeros(crop.shape)
+    for y in range(h):
+        for x in range(w):
+            total, weight = crop[y, x].astype(float), 1.0
+            for o in others:
+                d = np.mean([np.abs(o[reflect(y + dy, h), reflect(x + dx, w)].astype(float)
+                                    - crop[reflect(y + dy, h), reflect(x + dx, w)]).mean()
+                             for dy in range(-2, 3) for dx in range(-2, 3)])
+                wk = max(0.0, 1 - d / 24.0)
+                total, weight = total + wk * o[y, x], weight + wk
+            expected[y, x] = total / weight
+    assert np.abs(out.astype(float) - expected).max() <= 0.5 + 1e-3  # rounding only
+    assert np.array_equal(f(crop, []), crop) and np.array_equal(f(crop, [crop, crop]), crop)
+
+
+def test_temporal_filter_follows_motion_and_lets_a_real_change_through():
+    """A textured face patch moving 2 px a frame with fresh noise each frame: the filter (flow-compensated)
+    brings the middle frame closer to the clean one, where a plain mean of the frames blurs the motion;
+    a region that changed for real (a new object) is the middle frame's own."""
+    from osdface.video.temporal import TemporalFilter
+
+    rng = np.random.default_rng(1)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (96, 120, 3)).astype(np.float32), (0, 0), 2.0)
+    texture = (texture - texture.mean()) * 4 + 128
+    clean = [np.clip(texture[16:80, 8 + 2 * t:72 + 2 * t], 0, 255).astype(np.uint8) for t in range(5)]
+    noisy = [np.clip(c + rng.normal(0, 8, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    middle, others = noisy[2], noisy[:2] + noisy[3:]
+    out = TemporalFilter(gate=32.0)(middle, others)
+
+    def err(a):
+        return np.abs(a[8:-8, 8:-8].astype(float) - clean[2][8:-8, 8:-8]).mean()
+
+    plain = np.mean([n.astype(float) for n in noisy], axis=0)
+    assert err(out) < 0.8 * err(middle) and err(out) < 0.8 * err(plain)
+    changed = middle.copy()
+    changed[20:40, 20:40] = 0  # a dark square: no neighbour has it
+    out = TemporalFilter(gate=32.0)(changed, others)
+    assert np.abs(out[24:36, 24:36].astype(int) - changed[24:36, 24:36]).max() <= 1

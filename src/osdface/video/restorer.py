@@ -20,18 +20,23 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
    identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
    A face the rule keeps whole (α < 0.01) is not run through the model (VRE, UNet, VAE; nor does it enter
-   its track's prompt window), unless the output blend is on.
-5. **Output blending** (``output_blend``, off by default): the restored face, in its aligned crop (so
-   the face's own motion is already compensated), is blended with the track's previous one,
-   ``o_t = w·o_{t−1} + (1 − w)·r_t`` with ``w = output_blend·max(0, 1 − |r_t − o_{t−1}| / 24)`` per
-   pixel: texture that differs only by per-frame noise settles, while a real change (a blink, a word)
-   differs by more than 24 levels and comes through at once.
+   its track's prompt window, nor filtered).
+5. **Temporal filtering** (``temporal_radius``, default 2): each face is averaged with the same track's
+   face in the frames ± radius, each warped onto it by dense optical flow and weighted by how well the
+   warp matches (``temporal.TemporalFilter``): twice, on the model's input crop (the neighbours are cut
+   from their frames with this frame's alignment; gate 32 levels) and on its restored crop (the track's
+   restored crops of the neighbouring frames; gate 24). The flow compensates the face's own motion, so
+   what is averaged away is the flicker the degradation and the model add afresh each frame, and what
+   the flow cannot explain (a blink, a new word) differs by more than the gate and comes through alone.
+   The second pass needs the restored faces of the next ``temporal_radius`` frames: the last frames of
+   a block wait for the next block (or the end of the shot). Finite memory: a resumed clip is identical.
+   Faces the "never worse" rule keeps whole are not filtered (they are the input).
 
 Two rules decide which detections are faces to restore:
 
 - **Shot cuts** (``cuts.CutDetector``: colour histogram and grey-level change between consecutive
   frames): at a cut the frames before it are finished (the block is restored short), every track ends
-  and every per-track memory is cleared (landmarks, prompt window, output blend, "never worse" weight):
+  and every per-track memory is cleared (landmarks, prompt window, temporal filter, "never worse" weight):
   the frames after a cut come out exactly as if the clip started there (blocks are by frame number).
 - **Track confirmation** (``confirm_frames``, default 3): a track is restored at frame t only if it was
   seen, at a score of at least ``confirm_score``, in ``confirm_frames`` of the frames t ± L of its shot
@@ -55,13 +60,14 @@ import cv2
 import numpy as np
 import torch
 
-from ..face.alignment import affine_scale
+from ..face.alignment import affine_scale, warp_face
 from ..face.detection import Detection
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
 from ..photos import blend_fidelity
 from .cuts import CutDetector
 from .io import Frame
+from .temporal import INPUT_GATE, OUTPUT_GATE, TemporalFilter
 from .tracking import FaceTracker, Track, smoothed
 
 PROMPT_WINDOW = 8  # frames of VRE features averaged per track (0.7^8 ≈ 6 %: little is cut off)
@@ -72,24 +78,23 @@ class Stabilisers:
     """``landmark_radius``: frames each side of the landmark line fit (0: raw detections, no
     look-ahead); ``prompt_momentum``: weight of a track's past VRE features (0: every frame's own
     prompt); ``bridge_gap``: frames a track may go unseen and still be restored (0: off);
-    ``output_blend``: weight of a track's previous restored face where the new one is close to it (0: off)."""
+    ``temporal_radius``: frames each side averaged, motion-compensated, into a face's input and restored
+    crops (0: off)."""
 
     landmark_radius: int = 3
     prompt_momentum: float = 0.7
     bridge_gap: int = 3
-    output_blend: float = 0.0
+    temporal_radius: int = 2
 
     def __post_init__(self):
-        if self.landmark_radius < 0 or self.bridge_gap < 0:
-            raise ValueError("landmark_radius and bridge_gap must be >= 0")
+        if self.landmark_radius < 0 or self.bridge_gap < 0 or self.temporal_radius < 0:
+            raise ValueError("landmark_radius, bridge_gap and temporal_radius must be >= 0")
         if not 0.0 <= self.prompt_momentum < 1.0:
             raise ValueError(f"prompt_momentum must be in [0, 1); got {self.prompt_momentum}")
-        if not 0.0 <= self.output_blend < 1.0:
-            raise ValueError(f"output_blend must be in [0, 1); got {self.output_blend}")
 
     @classmethod
     def off(cls) -> Stabilisers:
-        return cls(0, 0.0, 0, 0.0)
+        return cls(0, 0.0, 0, 0)
 
 
 class _PerTrack:
@@ -135,32 +140,15 @@ class WeightSmoother(_PerTrack):
         return float(np.mean(history))
 
 
-class OutputBlender(_PerTrack):
-    """Per-track blending of restored aligned faces (HWC uint8), gated by their difference (see module)."""
-
-    def __init__(self, weight: float, gate: float = 24.0):
-        super().__init__()
-        self.weight, self.gate = weight, gate
-
-    def __call__(self, track_id: int, face: np.ndarray) -> np.ndarray:
-        if self.weight == 0:
-            return face
-        current = face.astype(np.float32)
-        previous = self.state.get(track_id)
-        if previous is not None:
-            close = np.clip(1 - np.abs(current - previous).mean(axis=2, keepdims=True) / self.gate, 0, 1)
-            w = self.weight * close
-            current = w * previous + (1 - w) * current
-        self.state[track_id] = current
-        return np.clip(np.rint(current), 0, 255).astype(np.uint8)
-
-
 @dataclass
 class _Ready:
     frame: Frame
     prepared: PreparedPhoto
     track_ids: list[int]
     cut: bool = False
+    neighbours: list[list[np.ndarray]] = field(default_factory=list)  # per face: crops of frames t ± r
+    restored: list[np.ndarray | None] = field(default_factory=list)  # per face: the model's crop (None: kept)
+    weights: list[float] | None = None  # per face: the "never worse" α of its track
 
 
 @dataclass
@@ -204,10 +192,14 @@ class VideoFaceRestorer:
         self.cuts = CutDetector() if cuts is True else (cuts or None)
         self.confirm_frames, self.confirm_score = confirm_frames, confirm_score
         self.detect_size = detect_size
-        self.lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap, confirm_frames - 1)
+        self.lookahead = max(self.stab.landmark_radius, self.stab.bridge_gap, confirm_frames - 1,
+                             self.stab.temporal_radius)
         self.tracker = FaceTracker(history=max(32, 4 * self.lookahead + 2 * self.stab.bridge_gap + 2))
         self.prompts = PromptSmoother(self.stab.prompt_momentum)
-        self.blender = OutputBlender(self.stab.output_blend)
+        self.input_filter, self.output_filter = TemporalFilter(INPUT_GATE), TemporalFilter(OUTPUT_GATE)
+        self._recent: deque[Frame] = deque(maxlen=self.stab.temporal_radius)  # frames before the one prepared
+        self._raw: dict[int, dict[int, np.ndarray]] = {}  # track → frame → the model's restored crop
+        self._unfinished: deque[_Ready] = deque()  # restored, waiting for their neighbours' restored faces
         self.weights = WeightSmoother()
         self._shot_start: int | None = None  # first frame of the current shot (of this run)
         self._cuts: set[int] = set()  # frames of this run that start a new shot
@@ -216,7 +208,8 @@ class VideoFaceRestorer:
         """Where to start so that ``frame`` and the ones after come out as in an uninterrupted run: before
         it by the prompt window and the landmark look-back, and on a block boundary (blocks of
         ``batch_size`` frames go through the model together, and a batch's numbers depend a little on
-        its make-up). The output blend, when on, is an endless average: only nearly the same."""
+        its make-up). The look-ahead covers the temporal filter's radius: a restored face of frame − radius
+        has its own prompt window and input neighbours within this start."""
         start = max(0, frame - PROMPT_WINDOW - self.lookahead)  # (covers the confirmation's look-back)
         return start - start % self.batch_size
 
@@ -235,8 +228,10 @@ class VideoFaceRestorer:
     def reset(self) -> None:
         """End every track and clear every per-track memory (at a shot cut)."""
         self.tracker.end_tracks()
-        for smoother in (self.prompts, self.blender, self.weights):
+        for smoother in (self.prompts, self.weights):
             smoother.reset()
+        self._recent.clear()
+        self._raw.clear()
 
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
         pending: deque[Frame] = deque()
@@ -251,8 +246,8 @@ class VideoFaceRestorer:
             if cut:
                 self._cuts.add(frame.index)
                 while pending:
-                    ready.append(self._prepare(pending.popleft(), shot_end=frame.index - 1))
-                yield from self._restore(ready)
+                    ready.append(self._prepare(pending.popleft(), pending, shot_end=frame.index - 1))
+                yield from self._restore(ready, flush=True)
                 ready = []
                 self.reset()
             if cut or self._shot_start is None:
@@ -263,14 +258,14 @@ class VideoFaceRestorer:
             #    block of ``batch_size`` frames (by frame number: the same blocks whatever the first frame)
             #    go through the model together
             while pending and pending[0].index <= frame.index - self.lookahead:
-                ready.append(self._prepare(pending.popleft()))
+                ready.append(self._prepare(pending.popleft(), pending))
                 if (ready[-1].frame.index + 1) % self.batch_size == 0:
                     yield from self._restore(ready)
                     ready = []
         end = pending[-1].index if pending else None
         while pending:
-            ready.append(self._prepare(pending.popleft(), shot_end=end))
-        yield from self._restore(ready)
+            ready.append(self._prepare(pending.popleft(), pending, shot_end=end))
+        yield from self._restore(ready, flush=True)
 
     def confirmed(self, track: Track, index: int, shot_end: int | None = None) -> bool:
         """The track was seen (score ≥ ``confirm_score``) in ``confirm_frames`` of the frames index ± the
@@ -282,7 +277,10 @@ class VideoFaceRestorer:
         seen = sum(1 for k, d in track.observations.items() if first <= k <= last and d.score >= self.confirm_score)
         return seen >= min(self.confirm_frames, last - first + 1)
 
-    def _prepare(self, frame: Frame, shot_end: int | None = None) -> _Ready:
+    def _prepare(self, frame: Frame, after: Iterable[Frame], shot_end: int | None = None) -> _Ready:
+        """Align and crop ``frame``'s confirmed faces (smoothed landmarks); with the temporal filter, also
+        cut each face's neighbours from the frames ± ``temporal_radius`` of its shot (``after``: the frames
+        after it, already read) with the same alignment."""
         radius, gap = self.stab.landmark_radius, self.stab.bridge_gap
         faces = []
         for track in self.tracker.tracks.values():
@@ -295,13 +293,22 @@ class VideoFaceRestorer:
                 face = smoothed(track, frame.index, gap, sigma=float(gap), max_gap=gap)
             if face is not None:
                 faces.append((track.id, face))
-        return _Ready(frame, self.faces.prepare(frame.rgb, [f for _, f in faces]), [t for t, _ in faces],
-                      cut=frame.index in self._cuts)
+        prepared = self.faces.prepare(frame.rgb, [f for _, f in faces])
+        r = self.stab.temporal_radius
+        others = [f for f in (*self._recent, *after) if 0 < abs(f.index - frame.index) <= r]
+        neighbours = [[warp_face(o.rgb, a, self.faces.face_size) for o in others] for a in prepared.affines]
+        if r:
+            self._recent.append(frame)
+        return _Ready(frame, prepared, [t for t, _ in faces], cut=frame.index in self._cuts, neighbours=neighbours)
 
     @torch.inference_mode()
-    def _restore(self, ready: list[_Ready]) -> Iterator[RestoredFrame]:
+    def _restore(self, ready: list[_Ready], flush: bool = False) -> Iterator[RestoredFrame]:
+        """Run a block's faces through the model, then finish (filter, paste) the frames whose neighbours
+        are restored: all of them when ``flush`` (a cut or the end), else all but the last ``temporal_radius``."""
         crops = [c for r in ready for c in r.prepared.crops]
         track_ids = [t for r in ready for t in r.track_ids]
+        indices = [r.frame.index for r in ready for _ in r.track_ids]
+        neighbours = [n for r in ready for n in r.neighbours]
         pipe = self.pipe
         # 3. One "never worse" weight per track: α from each frame's input detail, averaged along the track
         weights = None
@@ -311,13 +318,12 @@ class VideoFaceRestorer:
             weights = [self.weights(tid, rule.detail_weight(crop, crop.shape[0] / affine_scale(affine)))
                        for crop, affine, tid in zip(crops, affines, track_ids)]
         # 4. The model, for every face but those the rule keeps whole (α < 0.01 is "kept": the input is
-        #    pasted, the model's face is not used), unless the output blend needs every frame
-        run = [k for k in range(len(crops))
-               if weights is None or weights[k] >= 0.01 or self.stab.output_blend > 0]
-        restored: list[np.ndarray] = list(crops)  # a kept face: its input crop
+        #    pasted, the model's face is not used), on its input crop filtered over the neighbouring frames
+        run = [k for k in range(len(crops)) if weights is None or weights[k] >= 0.01]
+        restored: list[np.ndarray | None] = [None] * len(crops)
         for start in range(0, len(run), self.batch_size):
             batch = run[start:start + self.batch_size]
-            chunk = [crops[k] for k in batch]
+            chunk = [self.input_filter(crops[k], neighbours[k]) for k in batch]
             lq = torch.cat(to_batch(chunk))  # (B, 3, S, S) in [-1, 1]
             # 4a. VRE features (B, C, h, w), averaged along each track in frame order → visual prompt
             features = pipe.visual_features(lq).float()
@@ -326,16 +332,38 @@ class VideoFaceRestorer:
             generators = [torch.Generator(pipe.device).manual_seed(self.seed) for _ in chunk]
             out = pipe.restore_tensor(lq, generator=generators, posterior=self.posterior,
                                       prompt_embeds=prompt_embeds)  # (B, 3, S, S) in [-1, 1]
-            for k, o, c in zip(batch, tensor_to_numpy(out), chunk):
-                restored[k] = blend_fidelity(self.blender(track_ids[k], o), c, self.fidelity)
+            for k, o in zip(batch, tensor_to_numpy(out)):
+                restored[k] = o
+                self._raw.setdefault(track_ids[k], {})[indices[k]] = o
         self.prompts.keep_only(self.tracker.tracks)
-        self.blender.keep_only(self.tracker.tracks)
         self.weights.keep_only(self.tracker.tracks)
-        # 5. Paste back, frame by frame
         start = 0
         for r in ready:
             n = len(r.track_ids)
-            result = self.faces.finish(r.prepared, restored[start:start + n],
-                                       None if weights is None else weights[start:start + n])
+            r.restored = restored[start:start + n]
+            r.weights = None if weights is None else weights[start:start + n]
             start += n
-            yield RestoredFrame(r.frame.index, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)
+        self._unfinished.extend(ready)
+        # 5. Finish the frames whose neighbours are restored: filter each restored face over them, paste back
+        radius = self.stab.temporal_radius
+        last = ready[-1].frame.index if ready else -1
+        while self._unfinished and (flush or self._unfinished[0].frame.index + radius <= last):
+            yield self._finish(self._unfinished.popleft())
+        first = self._unfinished[0].frame.index if self._unfinished else last + 1
+        for frames in self._raw.values():  # forget what no unfinished frame needs
+            for index in [i for i in frames if i < first - radius]:
+                del frames[index]
+        self._raw = {t: f for t, f in self._raw.items() if f}
+
+    def _finish(self, r: _Ready) -> RestoredFrame:
+        radius, faces = self.stab.temporal_radius, []
+        t = r.frame.index
+        for tid, face, crop in zip(r.track_ids, r.restored, r.prepared.crops):
+            if face is None:  # kept whole by the "never worse" rule: the input
+                faces.append(crop)
+                continue
+            mine = self._raw.get(tid, {})
+            others = [mine[i] for i in range(t - radius, t + radius + 1) if i != t and i in mine]
+            faces.append(blend_fidelity(self.output_filter(face, others), crop, self.fidelity))
+        result = self.faces.finish(r.prepared, faces, r.weights)
+        return RestoredFrame(t, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)
