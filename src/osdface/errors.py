@@ -24,3 +24,8 @@ class DatasetError(OSDFaceError):
 class VideoReadError(ImageReadError):
     """An input video cannot be read whole (no video stream, no frames, corrupt or truncated data); the
     message names the file and the reason."""
+
+
+class Cancelled(OSDFaceError):
+    """Work stopped by its caller's cancel (the web page's Cancel button): a photo run between two photos, a
+    clip between two frames; its files are already removed."""

@@ -11,6 +11,11 @@ one piece (no resume). With ``sidecar``, ``NAME.json`` (e.g. ``clip.mp4.json``) 
 faces: track id, box, five landmarks (as aligned, smoothed) and detection score, upright input pixels,
 and ``"cut": true`` on a frame that starts a new shot (``cuts``);
 it is written after the output, and the clip counts as done only when both exist (``clip_done``).
+
+For a caller that shows progress and can stop the work (the web page): ``on_frame(done, total)`` after
+each frame written, and ``cancel`` (a ``threading.Event`` or a callable) checked at every frame read and
+written; once set, the open segment and the work folder are removed (no output, nothing left behind, no
+resume) and ``errors.Cancelled`` is raised.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -27,11 +33,10 @@ from typing import Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import OSDFaceError
+from ..errors import Cancelled, OSDFaceError
 from ..files import write_text_atomic
-from .io import VideoEncoder, VideoInfo, read_frames, remux
+from .io import Frame, VideoEncoder, VideoInfo, read_frames, remux
 from .restorer import VideoFaceRestorer
-
 
 
 @dataclass
@@ -118,15 +123,27 @@ def _verdict_fields(verdict) -> dict:
 def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], VideoFaceRestorer], settings: dict,
                  codec: Optional[str] = None, codec_options: Optional[dict] = None, upscale: float = 1.0,
                  segment_frames: int = 120, progress: bool = True, sidecar: bool = False,
-                 log: Callable[[str], None] = print) -> ClipResult:
-    """Restore ``info``'s clip into ``output`` (same container), resuming an interrupted earlier run."""
+                 log: Callable[[str], None] = print, container: Optional[str] = None,
+                 on_frame: Optional[Callable[[int, int], None]] = None,
+                 cancel: Optional[threading.Event | Callable[[], bool]] = None) -> ClipResult:
+    """Restore ``info``'s clip into ``output``, resuming an interrupted earlier run.
+
+    ``container``: the output's (``io.CONTAINERS`` values; default the input's). ``on_frame(done, total)``:
+    frames written so far (resumed ones included) and the clip's frame count (0 when unknown), after each
+    frame. ``cancel``: checked at every frame; once set, ``Cancelled`` is raised with nothing left behind."""
     result = ClipResult()
     width, height = info.upright_size
     size = (max(1, round(width * upscale)), max(1, round(height * upscale)))
-    one_piece = info.container == "gif"
+    one_piece = (container or info.container) == "gif"
     folder = work_folder(output)
     fingerprint = _fingerprint(info, {**settings, "codec": codec, "codec_options": codec_options,
-                                      "upscale": upscale, "segment_frames": segment_frames})
+                                      "upscale": upscale, "segment_frames": segment_frames,
+                                      **({"container": container} if container else {})})
+    stop = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+
+    def check_cancel(at: int) -> None:
+        if stop is not None and stop():
+            raise Cancelled(f"{info.path.name}: cancelled at frame {at} of {info.frames or '?'}")
     done = [] if one_piece else _load_state(folder, fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     resume_at = done[-1]["end"] if done else 0
@@ -140,7 +157,7 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
     save_state()
     restorer = make_restorer()
     warm_from = restorer.warmup_start(resume_at)
-    frames = (f for f in read_frames(info) if f.index >= warm_from)
+    frames = _frames_from(info, warm_from, check_cancel)
     interactive = progress and sys.stderr.isatty()
     bar = tqdm(total=info.frames, initial=resume_at, desc=info.path.name, unit="frame", disable=not interactive)
     suffix = output.suffix
@@ -164,7 +181,7 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
             if encoder is None:
                 seg_start = restored.index
                 seg_path = folder / f"segment_{seg_start:08d}{suffix}.part"
-                encoder = VideoEncoder(seg_path, info, size, codec, codec_options)
+                encoder = VideoEncoder(seg_path, info, size, codec, codec_options, container)
             encoder.write(restored.rgb, restored.pts)
             records.append(_frame_record(restored))
             last = restored.index
@@ -175,6 +192,9 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
                     result.actions[face.verdict.action] = result.actions.get(face.verdict.action, 0) + 1
             track_ids.update(restored.track_ids)
             bar.update(1)
+            if on_frame is not None:
+                on_frame(restored.index + 1, info.frames or 0)
+            check_cancel(restored.index + 1)
             if progress and not interactive and result.frames % 50 == 0:
                 log(f"{info.path.name}: {restored.index + 1}/{info.frames or '?'} frames")
             # 2. Close a full segment: it counts once it is renamed and listed in the state
@@ -184,11 +204,14 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
         if encoder is not None:
             close_segment()
             encoder = None
-    except BaseException:
+        check_cancel(last + 1)  # (before the join: a cancel after the last frame leaves nothing either)
+    except BaseException as err:
         if encoder is not None:
             encoder.abort()
             Path(seg_path).unlink(missing_ok=True)
         bar.close()
+        if isinstance(err, Cancelled):  # no resume: the finished segments go too
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     bar.close()
     if not done:
@@ -201,7 +224,7 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
     if one_piece:
         segments[0].replace(output)  # same folder: an atomic rename
     else:
-        result.notes.extend(_join(segments, info, output))
+        result.notes.extend(_join(segments, info, output, container))
     # 4. The sidecar last: with --sidecar the clip is done when both exist (a rerun redoes one without it;
     #    the work folder is removed only after it, so that rerun resumes at the end)
     if sidecar:
@@ -215,19 +238,31 @@ def restore_clip(info: VideoInfo, output: Path, make_restorer: Callable[[], Vide
     return result
 
 
-def _join(segments: list[Path], info: VideoInfo, output: Path) -> list[str]:
-    """Remux into a temp file next to ``output`` and rename it; audio that cannot be copied is left out
-    with a note rather than losing the restored video."""
+def _frames_from(info: VideoInfo, start: int, check_cancel: Callable[[int], None]) -> Iterator[Frame]:
+    """The clip's frames from ``start`` on, ``check_cancel`` called before each is handed out."""
+    source = read_frames(info)
+    try:
+        for frame in source:
+            if frame.index >= start:
+                check_cancel(frame.index)
+                yield frame
+    finally:
+        source.close()  # the file is closed at once, also when stopped early
+
+
+def _join(segments: list[Path], info: VideoInfo, output: Path, container: Optional[str] = None) -> list[str]:
+    """Remux into a temp file next to ``output`` (in ``container``, default the input's) and rename it;
+    audio that cannot be copied is left out with a note rather than losing the restored video."""
     tmp = output.parent / f".{output.name}.osdface-joining{output.suffix}"
     try:
         try:
-            notes = remux(segments, info, tmp)
+            notes = remux(segments, info, tmp, container)
         except Exception as err:  # noqa: BLE001 (a container refusing the audio: keep the video)
             if not info.audio_codecs:
                 raise
             notes = [f"audio not copied ({type(err).__name__}: {' '.join(str(err).split())[:160]}); video only"]
             video_only = VideoInfo(**{**info.__dict__, "path": segments[0], "audio_codecs": []})  # no audio in it
-            remux(segments, video_only, tmp)
+            remux(segments, video_only, tmp, container)
         tmp.replace(output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -59,6 +59,7 @@ class VideoInfo:
     codec: str
     audio_codecs: list[str] = field(default_factory=list)
     frame_durations: tuple[float, float] = (0.0, 0.0)  # shortest and longest, seconds (from the packets)
+    duration: float = 0.0  # seconds, first frame's start to last frame's end (from the packets; 0: unknown)
 
     @property
     def variable_rate(self) -> bool:
@@ -119,6 +120,8 @@ def probe(path: Path) -> VideoInfo:
         steps = [float((b - a) * info.time_base) for a, b in zip(stamps, stamps[1:]) if b > a]
         if steps:
             info.frame_durations = (min(steps), max(steps))
+        last = steps[-1] if steps else float(1 / rate)  # the last frame lasts as the one before it
+        info.duration = float((stamps[-1] - stamps[0]) * info.time_base) + last
     return info
 
 
@@ -160,15 +163,16 @@ class VideoEncoder:
     """Encode upright RGB frames (with their input timestamps) into one video-only file.
 
     ``codec`` / ``options``: FFmpeg encoder name and its options (defaults by container: H.264 CRF 17 for
-    mp4/mov/mkv, VP9 for webm, GIF). The frames are turned back by ``rotation`` before encoding and the
-    stream carries the same display rotation, as the input did.
+    mp4/mov/mkv, VP9 for webm, GIF). ``container``: the output's (``CONTAINERS`` values; default the
+    input's). The frames are turned back by ``rotation`` before encoding and the stream carries the same
+    display rotation, as the input did.
     """
 
     def __init__(self, path: Path, info: VideoInfo, size: tuple[int, int], codec: Optional[str] = None,
-                 options: Optional[dict[str, str]] = None):
+                 options: Optional[dict[str, str]] = None, container: Optional[str] = None):
         av = import_av()
         self.info = info
-        container_format = info.container
+        container_format = container or info.container
         self.codec = codec or DEFAULT_CODECS[container_format]
         opts = dict(DEFAULT_OPTIONS.get(self.codec, {}))
         opts.update(options or {})
@@ -294,16 +298,17 @@ def _packet_time(packet) -> float:
     return float((stamp or 0) * packet.time_base)
 
 
-def remux(segments: list[Path], source: VideoInfo, output: Path) -> list[str]:
-    """Join the encoded ``segments`` (in order) with the audio streams of ``source`` into ``output``,
-    packets interleaved by time, nothing re-encoded. Returns notes (an audio stream the container
-    refuses is left out and named)."""
+def remux(segments: list[Path], source: VideoInfo, output: Path, container: Optional[str] = None) -> list[str]:
+    """Join the encoded ``segments`` (in order) with the audio streams of ``source`` into ``output`` (in
+    ``container``, default the source's), packets interleaved by time, nothing re-encoded. Returns notes (an
+    audio stream the container refuses is left out and named)."""
     av = import_av()
     notes: list[str] = []
+    container = container or source.container
     inputs = [av.open(str(s)) for s in segments]
     src = av.open(str(source.path))
     try:
-        with av.open(str(output), "w", format=source.container) as out:
+        with av.open(str(output), "w", format=container) as out:
             video = out.add_stream_from_template(inputs[0].streams.video[0])
             video.codec_context.framerate = source.rate
             if source.rotation:
@@ -314,7 +319,7 @@ def remux(segments: list[Path], source: VideoInfo, output: Path) -> list[str]:
                     audio[stream.index] = out.add_stream_from_template(stream)
                 except (av.error.FFmpegError, ValueError) as err:
                     notes.append(f"audio stream {stream.index} ({stream.codec_context.name}) left out: "
-                                 f"{source.container} cannot hold it ({_reason(err)})")
+                                 f"{container} cannot hold it ({_reason(err)})")
 
             def video_packets():
                 for c in inputs:
