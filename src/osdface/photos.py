@@ -21,8 +21,9 @@ import torch
 
 from .errors import OSDFaceError
 from .face import FaceDetector, FaceRestorer, RestoreResult, create_detector
+from .face.background import DEFAULT_BACKGROUND, background_upsampler
 from .face.no_harm import FaceVerdict, NoHarm, band_change, detail, mix
-from .face.restorer import is_grayscale
+from .face.restorer import BackgroundUpsampler, is_grayscale
 from .image_utils import pil_to_photo_array
 from .pipeline import OSDFacePipeline
 
@@ -118,20 +119,25 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str | FaceDetector = 
                        upscale: float = 1.0, only_center_face: bool = False, min_face_size: float = 20.0,
                        max_faces: Optional[int] = None, color_match: bool = True, fidelity: float = 0.0,
                        batch_size: int = 4, posterior: str = "mode", seed: int = 114,
-                       detect_max_side: Optional[int] = 2048, no_harm: Optional[NoHarm] = None) -> FaceRestorer:
+                       detect_max_side: Optional[int] = 2048, no_harm: Optional[NoHarm] = None,
+                       background: str | BackgroundUpsampler = DEFAULT_BACKGROUND) -> FaceRestorer:
     """A FaceRestorer whose faces are restored by ``pipe`` (aligned at the pipeline's face size).
 
     ``detector``: a name (built by ``make_detector`` with ``detector_weights`` and ``detect_max_side``)
     or a detector already built; ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None
-    pastes every restored face as is.
+    pastes every restored face as is; ``background``: how the rest of the photo is upscaled, a name of
+    ``face.background.BACKGROUNDS`` ("lanczos", "learned") or an upsampler function.
     """
     if isinstance(detector, str):
         detector = make_detector(detector, detector_weights, detect_max_side)
+    if isinstance(background, str):
+        background = background_upsampler(background, pipe.device)
     return FaceRestorer(
         pipeline_restore_fn(pipe, batch_size, posterior, seed, fidelity),
         detector=detector,
         face_size=pipe.sample_size, upscale=upscale, only_center_face=only_center_face,
         min_face_size=min_face_size, max_faces=max_faces, color_match=color_match, no_harm=no_harm,
+        background_upsampler=background,
     )
 
 

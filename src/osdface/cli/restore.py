@@ -27,7 +27,8 @@ def restore(
     inputs: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images (png, jpg, webp, bmp, tif).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the restored images (created if needed).")],
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are aligned face crops (FFHQ-style): restore each as one face, no detection.")] = False,
-    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is resized with Lanczos-4, faces are restored at the model's size (512; 128 for mini).")] = 1.0,
+    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is upscaled by --background, faces are restored at the model's size (512; 128 for mini).")] = 1.0,
+    background: Annotated[str, typer.Option(help="lanczos | learned. How --upscale > 1 enlarges everything outside the faces: learned (default): a small ×2 network shipped in the package (+0.8 dB over Lanczos-4 at ×2 on held-out photos; run again for larger factors); lanczos: cv2 Lanczos-4.")] = "learned",
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Photo mode: restore only the face nearest the centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="Photo mode: restore at most this many faces per photo, the largest first.")] = None,
@@ -120,6 +121,7 @@ class RestorePlan:
     output: Path
     aligned: bool = False
     upscale: float = 1.0
+    background: str = "learned"
     only_center_face: bool = False
     min_face_size: float = 20.0
     max_faces: Optional[int] = None
@@ -170,12 +172,14 @@ def plan_restore(**flags) -> RestorePlan:
     from ..loading import check_dtype_name, find_weights, resolve_device
     from ..photos import make_detector, make_no_harm
     from .checks import check_choice, check_int_range, check_new_file
+    from ..face.background import check_background
 
     plan = RestorePlan(**flags)
     plan.inputs, plan.output = [Path(p) for p in plan.inputs], Path(plan.output)
     # 1. Values typer cannot bound
     check_choice(plan.posterior, ("mode", "sample"), "--posterior")
     check_choice(plan.fmt, (*FORMATS, "same"), "--format")
+    check_background(plan.background)
     check_int_range(plan.seed, 0, SEED_MAX, "--seed")
     for flag, value in (("--upscale", plan.upscale), ("--min-face-size", plan.min_face_size),
                         ("--fidelity", plan.fidelity), ("--prompt-smoothing", plan.prompt_smoothing),
@@ -309,7 +313,7 @@ def _face_restorer(p: RestorePlan, pipe):
     return make_face_restorer(pipe, detector=p.face_detector, upscale=p.upscale, only_center_face=p.only_center_face,
                               min_face_size=p.min_face_size, max_faces=p.max_faces, color_match=p.color_match,
                               fidelity=p.fidelity, batch_size=p.batch_size, posterior=p.posterior, seed=p.seed,
-                              no_harm=p.no_harm)
+                              no_harm=p.no_harm, background=p.background)
 
 
 def _restore_videos(p: RestorePlan, pipe, result) -> None:
@@ -321,7 +325,8 @@ def _restore_videos(p: RestorePlan, pipe, result) -> None:
                               output_blend=p.temporal_blend)
     settings = {"weights": str(p.weights), "model": p.model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
                 "options": [p.only_center_face, p.min_face_size, p.max_faces, p.fidelity, p.color_match, p.posterior,
-                            p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard]}
+                            p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard,
+                            p.background]}
 
     def make_video_restorer():
         return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=p.batch_size, fidelity=p.fidelity,

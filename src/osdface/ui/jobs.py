@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from ..batch_files import one_line
+from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND
 from ..face.no_harm import MIN_FUSION_RATIO
 from ..errors import ImageReadError, OSDFaceError
 from ..files import atomic_write
@@ -74,6 +75,7 @@ class Options:
 
     aligned: bool = False  # inputs are aligned face crops: each is one face, no detection
     upscale: float = 1.0
+    background: str = DEFAULT_BACKGROUND  # the rest of the photo at upscale > 1: "learned" or "lanczos"
     fidelity: float = 0.0
     color_match: bool = True
     only_center_face: bool = False
@@ -86,6 +88,8 @@ class Options:
         """One OSDFaceError naming the first option out of range."""
         if not 0 < self.upscale <= limits.max_upscale:
             raise OSDFaceError(f"upscale must be above 0 and at most {limits.max_upscale:g}; got {self.upscale:g}")
+        if self.background not in BACKGROUNDS:
+            raise OSDFaceError(f"background must be one of {', '.join(BACKGROUNDS)}; got {self.background!r}")
         if not 0 <= self.fidelity <= 1:
             raise OSDFaceError(f"fidelity must be between 0 and 1; got {self.fidelity:g}")
         if self.min_face_size < 0:
@@ -288,7 +292,7 @@ class RestoreService:
                                       only_center_face=options.only_center_face,
                                       min_face_size=options.min_face_size, max_faces=options.max_faces,
                                       color_match=options.color_match, fidelity=options.fidelity,
-                                      no_harm=self.no_harm)
+                                      no_harm=self.no_harm, background=options.background)
 
         def photo(image):
             result = restorer(image)

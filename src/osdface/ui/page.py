@@ -26,6 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr
 
 from ..errors import OSDFaceError
+from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND
 from ..image_utils import IMAGE_EXTENSIONS
 from .jobs import Cancelled, Limits, Options, RestoreService, Upload
 
@@ -58,7 +59,7 @@ CSS = """
 def restore_clicked(service: RestoreService, files, mode: str, upscale: float, fidelity: float, color_match: bool,
                     only_center_face: bool, min_face_size: float, max_faces, progress=None,
                     output_format: str = "Same as the input", quality: float = 90,
-                    cancel: Optional[threading.Event] = None):
+                    cancel: Optional[threading.Event] = None, background: str = DEFAULT_BACKGROUND):
     """The Restore button → (status, comparison pair, photo menu, the photo's sizes, faces gallery, downloads,
     state).
 
@@ -73,6 +74,7 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
         # 1. The form → uploads and options
         uploads = [Upload(Path(f), Path(f).name) for f in (files or [])]
         options = Options(aligned=MODES.get(mode, False), upscale=float(upscale or 1), fidelity=float(fidelity or 0),
+                          background=background or DEFAULT_BACKGROUND,
                           color_match=bool(color_match), only_center_face=bool(only_center_face),
                           min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None,
                           output_format=FORMATS.get(output_format, output_format), quality=int(quality or 90))
@@ -191,6 +193,9 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
                     upscale = gr.Slider(1, service.limits.max_upscale, value=1, step=0.5, label="Upscale (photos)",
                                         info="Output size × this; faces are restored, the rest is resized.",
                                         elem_id="upscale")
+                    background = gr.Dropdown(list(BACKGROUNDS), value=DEFAULT_BACKGROUND, label="Background (upscale > 1)",
+                                             info="learned: a small network, sharper; lanczos: a plain resize.",
+                                             elem_id="background")
                     fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity",
                                          info="0 = the model's face, 1 = the input face (a pixel blend).",
                                          elem_id="fidelity")
@@ -227,13 +232,13 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
 
         # 3. Events: one queue (see serve), the progress bar on the results
         def on_restore(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
-                       quality, request: gr.Request, progress=gr.Progress()):
+                       quality, background, request: gr.Request, progress=gr.Progress()):
             session = request.session_hash or ""
             cancel = running.start(session)
             try:
                 return restore_clicked(service, files, mode, upscale, fidelity, color_match, only_center, min_face,
                                        max_faces, progress, output_format=output_format, quality=quality,
-                                       cancel=cancel)
+                                       cancel=cancel, background=background)
             finally:
                 running.finish(session, cancel)
 
@@ -243,12 +248,13 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
             return "Nothing to cancel (a job waiting in the queue is simply dropped)."
 
         def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
-                         quality):
+                         quality, background):
             problems = field_messages(upscale, fidelity, min_face, max_faces, service.limits.max_upscale)
-            named = [None, None, "upscale", "fidelity", None, None, "min_face", "max_faces", None, None]
+            named = [None, None, "upscale", "fidelity", None, None, "min_face", "max_faces", None, None, None]
             return [gr.validate(key not in problems, problems.get(key, "")) for key in named]
 
-        inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality]
+        inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality,
+                  background]
         outputs = [status, compare, pick, info, faces, downloads, state]
         jobs = [run.click(on_restore, inputs=inputs, outputs=outputs, api_name="restore", validator=check_fields,
                           show_progress_on=[status])]  # one progress line
