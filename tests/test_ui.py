@@ -275,7 +275,7 @@ def test_restore_handler_fills_every_output(service, uploads, group_faces):
     from osdface.ui.page import MODES, photo_picked, restore_clicked
 
     files = [str(uploads("group.jpg", source=GROUP).path), str(uploads("bad.jpg", b"nope").path)]
-    status, comparison, menu, info, faces, downloads, state = restore_clicked(
+    status, comparison, menu, info, faces, downloads, state, player, video_line = restore_clicked(
         service, files, next(iter(MODES)), 1, 0, True, False, 20, 0, output_format="PNG")
     assert "Restored 1 of 2 files" in status and "- bad.jpg: not an image file" in status
     assert Image.open(comparison[1]).size == (860, 580)
@@ -284,6 +284,7 @@ def test_restore_handler_fills_every_output(service, uploads, group_faces):
     assert Path(downloads[0]).name == "osdface-restored.zip" and Path(downloads[1]).name == "group.png"
     assert info.startswith("group.jpg: 860×580 → 860×580 px, PNG, ")
     assert photo_picked("group.jpg", state) == (comparison, info) and photo_picked("other.jpg", state) == (None, "")
+    assert not player.visible and video_line == ""  # no video: the player hidden
 
 
 def test_restore_handler_never_raises(service, uploads, monkeypatch):

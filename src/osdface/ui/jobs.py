@@ -3,6 +3,8 @@
     service = RestoreService(pipe)                      # the model, loaded once; a private temp folder
     job = service.run([Upload(path, "family.jpg")], Options(upscale=2), progress=print)
     job.photos[0].download, job.photos[0].faces[0].score, job.errors, job.zip_path
+    job = service.run([Upload(clip, "clip.webm")], Options(), progress=print)    # progress by frame
+    job.videos[0].download                              # an H.264 mp4 (``videos``), in the zip too
     service.close()                                     # removes every file it wrote
 
 Safe for a shared machine: each run is checked against ``Limits`` (files per run, bytes per file, and
@@ -11,6 +13,8 @@ files under ``upload_root`` (where the web server stored the uploads; never a pa
 names its outputs itself (a safe form of the uploaded file's name), and writes only inside its own
 temporary folder, whose finished jobs are removed after ``keep_seconds`` and all of it on ``close``.
 A bad file costs one line in ``Job.errors`` (its name and the reason) while the others are restored.
+A run may mix photos and one video (``Limits.max_videos``), each video probed against the video limits
+before any frame is restored; ``cancel`` stops a photo run between photos and a video between frames.
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ import numpy as np
 from ..batch_files import one_line
 from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND
 from ..face.no_harm import MIN_FUSION_RATIO
-from ..errors import ImageReadError, OSDFaceError
+from ..errors import Cancelled, ImageReadError, OSDFaceError
 from ..files import atomic_write
 from ..image_utils import MAX_PHOTO_PIXELS, check_upscaled, read_image, read_photo, write_image_atomic
 from ..photos import make_face_restorer, no_face_note, restore_aligned_faces
+from ..video.batch import make_stabilisers, video_restorer_maker
+from .videos import VideoResult, check_video, is_video_name, restore_video
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]  # (photos done, photos in all, what happens now)
+Progress = Callable[..., None]  # (done, in all, what happens now[, unit]): files, or a video's frames ("frames")
 PREVIEW_MAX_SIDE = 2048  # the before/after pair shown on the page; downloads are full size
 ZIP_NAME = "osdface-restored.zip"
 # The download formats: "same" keeps the input's (when Pillow writes it, else PNG); JPEG and WebP take a quality
@@ -49,10 +55,6 @@ FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 SAME_AS_INPUT = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".webp": ".webp", ".bmp": ".bmp",
                  ".tif": ".tif", ".tiff": ".tif"}
 FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".webp": "WebP", ".bmp": "BMP", ".tif": "TIFF"}
-
-
-class Cancelled(OSDFaceError):
-    """A run stopped by its ``cancel`` event (between two photos); its files are already removed."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,20 @@ class Limits:
     max_file_bytes: int = 50 * 2**20
     max_pixels: int = MAX_PHOTO_PIXELS  # the CLI's budget: each input, and each output after --upscale
     max_upscale: float = 4.0
+    max_videos: int = 1  # a run; more are each one line in the errors
+    max_video_seconds: float = 60.0
+    max_video_pixels: int = 1280 * 720  # upright width × height (720×1280 too)
 
     def describe(self) -> str:
         return (f"up to {self.max_files} files a run, {self.max_file_bytes / 2**20:g} MB and "
-                f"{self.max_pixels / 1e6:g} megapixels each (output included), upscale up to ×{self.max_upscale:g}")
+                f"{self.max_pixels / 1e6:g} megapixels each (output included), upscale up to ×{self.max_upscale:g}; "
+                f"{self.max_videos} video a run, up to {self.max_video_seconds:g} s and {self.describe_video_size()}")
+
+    def describe_video_size(self) -> str:
+        """'1280×720 (921,600 pixels)' for the default; the pixel count alone otherwise."""
+        if self.max_video_pixels == 1280 * 720:
+            return f"1280×720 ({self.max_video_pixels:,} pixels)"
+        return f"{self.max_video_pixels:,} pixels"
 
 
 @dataclass(frozen=True)
@@ -153,15 +165,19 @@ class Job:
     seconds: float = 0.0
 
     notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. files beyond the limit)
+    videos: list[VideoResult] = field(default_factory=list)
 
     def summary(self) -> str:
         """Markdown: what was restored, then each note and each problem on its own line."""
         faces = sum(len(p.faces) for p in self.photos)
-        tried = len(self.photos) + len(self.errors)
-        lines = [(f"**Restored {len(self.photos)} of {tried} file{'s' * (tried != 1)}** "
-                  f"({faces} face{'s' * (faces != 1)}) in {self.seconds:.1f} s.")]
+        done = len(self.photos) + len(self.videos)
+        tried = done + len(self.errors)
+        what = f"{faces} face{'s' * (faces != 1)}" if self.photos or not self.videos else ""
+        what += ", " * bool(what and self.videos) + ", ".join(f"{v.frames} frames of {v.name}" for v in self.videos)
+        lines = [(f"**Restored {done} of {tried} file{'s' * (tried != 1)}** ({what}) in {self.seconds:.1f} s.")]
         lines += [f"- note: {line}" for line in self.notes]
         lines += [f"- note: {p.name}: {p.note}" for p in self.photos if p.note]
+        lines += [f"- note: {v.name}: {note}" for v in self.videos for note in v.notes]
         if self.errors:
             lines += ["", "**Could not restore:**"] + [f"- {line}" for line in self.errors]
         return "\n".join(lines)
@@ -211,10 +227,10 @@ class RestoreService:
             cancel: Optional[threading.Event] = None) -> Job:
         """Restore every upload; a file that fails is one line in ``Job.errors`` and the rest goes on.
 
-        ``cancel``: checked before each photo and before the zip; once set, the job's files are removed and
-        ``Cancelled`` is raised (a photo being restored is finished first)."""
+        ``cancel``: checked before each photo, at each frame of a video and before the zip; once set, the job's
+        files are removed and ``Cancelled`` is raised (a photo being restored is finished first)."""
         start = time.perf_counter()
-        progress = progress or (lambda done, total, text: None)
+        progress = progress or (lambda *args: None)
         # 1. The run as a whole: options in range, not too many files
         options.check(self.limits)
         if not uploads:
@@ -231,6 +247,7 @@ class RestoreService:
         try:
             restore = self._restore_fn(options)
             job, used, names = Job(notes=notes), set(), set()
+            videos = [u for u in uploads if is_video_name(u.name)]
             # 3. Each file: checked, read, restored, written; its failure is one line
             for i, upload in enumerate(uploads):
                 _check_cancel(cancel, folder, i, len(uploads))
@@ -238,7 +255,15 @@ class RestoreService:
                 name = _unique(root + ext, names, lambda n, root=root, ext=ext: f"{root} ({n}){ext}")
                 progress(i, len(uploads), f"restoring {name} ({i + 1} of {len(uploads)})")
                 try:
-                    job.photos.append(self._restore_one(upload, name, options, restore, folder, used))
+                    if upload in videos:
+                        job.videos.append(self._restore_video(upload, name, options, folder, used, videos,
+                                                              progress, cancel))
+                    else:
+                        job.photos.append(self._restore_one(upload, name, options, restore, folder, used))
+                except Cancelled as err:  # (between two frames of a video)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    raise Cancelled(f"{err} (file {i + 1} of {len(uploads)}); the partial results were "
+                                    "discarded") from None
                 except OSDFaceError as err:
                     job.errors.append(f"{name}: {err}")
                 except Exception as err:  # a model or paste failure costs this file only
@@ -246,9 +271,9 @@ class RestoreService:
                     job.errors.append(f"{name}: restoration failed ({type(err).__name__}: {one_line(err)})")
             # 4. All results (and their faces) in one zip
             _check_cancel(cancel, folder, len(uploads), len(uploads))
-            if job.photos:
+            if job.photos or job.videos:
                 progress(len(uploads), len(uploads), "packing the zip")
-                job.zip_path = write_zip(job.photos, folder / ZIP_NAME)
+                job.zip_path = write_zip(job.photos, folder / ZIP_NAME, job.videos)
             job.seconds = time.perf_counter() - start
             return job
         finally:
@@ -280,6 +305,13 @@ class RestoreService:
 
     # ------------------------------------------------------------------ one file
 
+    def _face_restorer(self, options: Options):
+        """The CLI's face restorer (``photos.make_face_restorer``) with the page's options: photos and videos."""
+        return make_face_restorer(self.pipe, detector_weights=self.detector_weights, upscale=options.upscale,
+                                  only_center_face=options.only_center_face, min_face_size=options.min_face_size,
+                                  max_faces=options.max_faces, color_match=options.color_match,
+                                  fidelity=options.fidelity, no_harm=self.no_harm, background=options.background)
+
     def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
         """image → (restored image, [(face image, score, verdict or None)]) for the chosen mode."""
         if options.aligned:
@@ -288,11 +320,7 @@ class RestoreService:
                                                           no_harm=self.no_harm)[0]
                 return restored, [(restored, 1.0, verdict)]
             return aligned
-        restorer = make_face_restorer(self.pipe, detector_weights=self.detector_weights, upscale=options.upscale,
-                                      only_center_face=options.only_center_face,
-                                      min_face_size=options.min_face_size, max_faces=options.max_faces,
-                                      color_match=options.color_match, fidelity=options.fidelity,
-                                      no_harm=self.no_harm, background=options.background)
+        restorer = self._face_restorer(options)
 
         def photo(image):
             result = restorer(image)
@@ -300,15 +328,47 @@ class RestoreService:
                                   for f in result.faces]
         return photo
 
-    def _restore_one(self, upload: Upload, name: str, options: Options, restore, folder: Path,
-                     used: set[str]) -> PhotoResult:
-        # 1. Only files the web server stored, within the byte limit
+    def _check_upload(self, upload: Upload) -> Path:
+        """The upload's path: only files the web server stored, within the byte limit."""
         path = Path(upload.path)
         if self.upload_root is not None and not path.resolve().is_relative_to(self.upload_root):
             raise OSDFaceError("not an uploaded file; refused")
         size = path.stat().st_size if path.is_file() else 0
         if size > self.limits.max_file_bytes:
             raise OSDFaceError(f"{size / 2**20:.1f} MB is over the limit of {self.limits.max_file_bytes / 2**20:g} MB")
+        return path
+
+    def _restore_video(self, upload: Upload, name: str, options: Options, folder: Path, used: set[str],
+                       videos: list[Upload], progress: Progress, cancel: Optional[threading.Event]) -> VideoResult:
+        """One video: checked (one a run; aligned mode refuses it; probed against the limits), restored by the
+        CLI's video restorer with the run's options, progress by frame, into ``folder`` as an mp4."""
+        # 1. Which video, in which mode, within which limits
+        if videos.index(upload) >= self.limits.max_videos:
+            first = shown_name(videos[0].name)
+            raise OSDFaceError(f"{self.limits.max_videos} video a run ({first} is restored in this one); "
+                               "restore it in a run of its own")
+        if options.aligned:
+            raise OSDFaceError("a video is restored in photo mode (faces detected and tracked); choose "
+                               "\"Photos\" to restore it")
+        info = check_video(self._check_upload(upload), self.limits)
+        width, height = info.upright_size
+        check_upscaled(name, height, width, options.upscale, self.limits.max_pixels, option="the upscale")
+        # 2. The CLI's video restorer (its default stabilisers), frame by frame into the job's folder
+        stem = safe_stem(upload.name)
+        stem = _unique(stem, used, lambda n: f"{stem}_{n}")
+        make_restorer = video_restorer_maker(self.pipe, self._face_restorer(options), make_stabilisers(),
+                                             fidelity=options.fidelity)
+
+        def on_frame(done: int, total: int) -> None:
+            progress(done, total, f"{name}: frame {done}/{total or '?'}", "frames")
+
+        return restore_video(info, name, folder / "videos" / f"{stem}.mp4", make_restorer, options.upscale,
+                             on_frame=on_frame, cancel=cancel)
+
+    def _restore_one(self, upload: Upload, name: str, options: Options, restore, folder: Path,
+                     used: set[str]) -> PhotoResult:
+        # 1. Only files the web server stored, within the byte limit
+        path = self._check_upload(upload)
         # 2. Read with the CLI's readers and pixel budget; errors name the upload, not the server's path
         try:
             read = read_image if options.aligned else read_photo
@@ -366,14 +426,16 @@ def comparison_pair(before: np.ndarray, after: np.ndarray,
     return before, after
 
 
-def write_zip(photos: Sequence[PhotoResult], path: Path) -> Path:
-    """One zip (atomically written): each restored photo, and its faces under ``faces/``."""
+def write_zip(photos: Sequence[PhotoResult], path: Path, videos: Sequence[VideoResult] = ()) -> Path:
+    """One zip (atomically written): each restored photo, and its faces under ``faces/``, then each video."""
     def fill(f):
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs: already compressed
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs, mp4: already compressed
             for photo in photos:
                 z.write(photo.download, photo.download.name)
                 for face in photo.faces:
                     z.write(face.image, f"faces/{face.image.name}")
+            for video in videos:
+                z.write(video.download, video.download.name)
     return atomic_write(path, fill)
 
 

@@ -9,8 +9,11 @@ matter and the download format, each checked beside its field; a Restore and a C
 view; one progress line; then a before/after slider per photo (a menu picks the photo) with its input and
 output size, fixed-size face thumbnails captioned with photo, face number, score and the "never worse"
 verdict, the downloads (the zip of everything first, then each photo) and one line per file that could not
-be restored. Served on loopback unless ``host`` says otherwise, with no share link unless asked, no
-telemetry, one queue with ``concurrency`` jobs at a time, and every temporary file removed on exit.
+be restored. A short video (mp4, mov, m4v, mkv, webm; ``Limits``: one a run, up to 60 s and 1280×720) can
+be dropped with the photos: its limits are told at upload, the progress line counts its frames, and the
+restored clip (H.264 mp4) plays on the page and is among the downloads. Served on loopback unless
+``host`` says otherwise, with no share link unless asked, no telemetry, one queue with ``concurrency`` jobs
+at a time, and every temporary file removed on exit.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..errors import OSDFaceError
 from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND
 from ..image_utils import IMAGE_EXTENSIONS
 from .jobs import Cancelled, Limits, Options, RestoreService, Upload
+from .videos import VIDEO_SUFFIXES, check_video, is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,12 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
                     output_format: str = "Same as the input", quality: float = 90,
                     cancel: Optional[threading.Event] = None, background: str = DEFAULT_BACKGROUND):
     """The Restore button → (status, comparison pair, photo menu, the photo's sizes, faces gallery, downloads,
-    state).
+    state, video player, the video's line).
 
     ``files``: the paths where gradio stored the uploads (their base names are the users' file names).
     ``cancel``: set by the Cancel button (see ``RestoreService.run``). Never raises: every problem is a line in
     the status."""
-    empty = (None, gr.Dropdown(choices=[], value=None), "", [], [], [])
+    empty = (None, gr.Dropdown(choices=[], value=None), "", [], [], [], gr.Video(value=None, visible=False), "")
     problems = field_messages(upscale, fidelity, min_face_size, max_faces, service.limits.max_upscale)
     if problems:
         return ("**" + " ".join(problems.values()) + "**", *empty)
@@ -79,9 +83,9 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
                           min_face_size=float(min_face_size or 0), max_faces=int(max_faces) if max_faces else None,
                           output_format=FORMATS.get(output_format, output_format), quality=int(quality or 90))
         # 2. Restore, with the progress bar moved per photo
-        def tick(done: int, total: int, text: str) -> None:
+        def tick(done: int, total: int, text: str, unit: str = "photos") -> None:  # (a video: its frames)
             if progress is not None:
-                progress((done, total), desc=text, unit="photos")
+                progress((done, total), desc=text, unit=unit)
 
         job = service.run(uploads, options, progress=tick, cancel=cancel)
     except Cancelled as err:
@@ -97,19 +101,36 @@ def restore_clicked(service: RestoreService, files, mode: str, upscale: float, f
     labels = [p.name for p in job.photos]
     faces = [(str(f.image), f.caption) for p in job.photos for f in p.faces]
     downloads = ([str(job.zip_path)] if job.zip_path else []) + [str(p.download) for p in job.photos]
+    downloads += [str(v.download) for v in job.videos]
     comparison = (state[0][1], state[0][2]) if state else None
     menu = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
     info = state[0][3] if state else ""
-    return job.summary(), comparison, menu, info, faces, downloads, state
+    video = job.videos[0] if job.videos else None  # (one a run: Limits.max_videos)
+    player = gr.Video(value=str(video.download) if video else None, visible=video is not None)
+    return (job.summary(), comparison, menu, info, faces, downloads, state, player,
+            video.describe() if video else "")
 
 
-def files_changed(files, max_files: int) -> str:
-    """The note under the drop zone: how many files, and which are left out past the limit."""
+def files_changed(files, max_files: int, limits: Optional[Limits] = None) -> str:
+    """The note under the drop zone: how many files, and which are left out past the limit; with ``limits``,
+    each video over the video limits (probed now) and the videos past one a run, named with the reason."""
     n = len(files or [])
     if n > max_files:
-        return (f"**{n} files: the first {max_files} will be restored** (at most {max_files} a run); "
-                f"the other {n - max_files} are left out.")
-    return f"{n} file{'s' * (n != 1)} ready." if n else ""
+        lines = [f"**{n} files: the first {max_files} will be restored** (at most {max_files} a run); "
+                 f"the other {n - max_files} are left out."]
+    else:
+        lines = [f"{n} file{'s' * (n != 1)} ready." if n else ""]
+    videos = [Path(f) for f in (files or [])[:max_files] if is_video_name(f)]
+    for k, video in enumerate(videos if limits is not None else []):
+        if k >= limits.max_videos:
+            lines.append(f"**{video.name}: {limits.max_videos} video a run: it will not be restored** "
+                         "(restore it in a run of its own).")
+            continue
+        try:
+            check_video(video, limits)
+        except OSDFaceError as err:
+            lines.append(f"**{video.name}: {err}: it will not be restored.**")
+    return "\n\n".join(line for line in lines if line)
 
 
 def field_messages(upscale, fidelity, min_face_size, max_faces, max_upscale: float) -> dict[str, str]:
@@ -176,13 +197,14 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
     running = Running()
     with gr.Blocks(title="OSDFace: restore faces", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# OSDFace: restore the faces in your photos\nOne diffusion step per face. "
-                    "Drop photos, press **Restore**, compare with the slider, download.")
+                    "Drop photos (or a short video), press **Restore**, compare with the slider, download.")
         gr.Markdown(model_note, elem_id="model-note")
         state = gr.State([])
         with gr.Row():
             # 1. Inputs and the options of `osdface restore`
             with gr.Column(scale=2, elem_id="inputs"):  # as tall as the results (CSS): its sticky bar can follow
-                files = gr.File(label="Photos (one or many)", file_count="multiple", file_types=list(IMAGE_EXTENSIONS),
+                files = gr.File(label="Photos (one or many) or a video", file_count="multiple",
+                                file_types=[*IMAGE_EXTENSIONS, *VIDEO_SUFFIXES],
                                 height=180, elem_id="photos")  # a long list scrolls inside those 180 px
                 files_note = gr.Markdown(elem_id="files-note")
                 examples_slot = gr.Column(elem_id="examples-slot")  # filled below, once the events exist
@@ -220,6 +242,8 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
             # 2. Results: status, before/after, faces, downloads
             with gr.Column(scale=3):
                 status = gr.Markdown(elem_id="status")
+                video = gr.Video(label="Restored video (H.264 mp4)", visible=False, interactive=False, elem_id="video")
+                video_info = gr.Markdown(elem_id="video-info")
                 pick = gr.Dropdown(choices=[], label="Photo", elem_id="pick")
                 compare = gr.ImageSlider(label="Before | after", type="filepath", format="png", interactive=False,
                                          elem_id="compare")
@@ -227,7 +251,8 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
                 faces = gr.Gallery(label="Restored faces: photo, face number, detection score, what was done",
                                    columns=6, height="auto", object_fit="contain",
                                    format="png", interactive=False, elem_id="faces")
-                downloads = gr.File(label="Downloads: everything as a zip, then each photo", file_count="multiple",
+                downloads = gr.File(label="Downloads: everything as a zip, then each photo and video",
+                                    file_count="multiple",
                                     interactive=False, height=260, elem_id="downloads")
 
         # 3. Events: one queue (see serve), the progress bar on the results
@@ -244,7 +269,8 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
 
         def on_cancel(request: gr.Request):
             if running.cancel(request.session_hash or ""):
-                return "**Cancelled:** the running job stops after the photo it is on; its results are discarded."
+                return ("**Cancelled:** the running job stops after the photo it is on (a video: at the next "
+                        "frame); its results are discarded.")
             return "Nothing to cancel (a job waiting in the queue is simply dropped)."
 
         def check_fields(files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format,
@@ -255,7 +281,7 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
 
         inputs = [files, mode, upscale, fidelity, color_match, only_center, min_face, max_faces, output_format, quality,
                   background]
-        outputs = [status, compare, pick, info, faces, downloads, state]
+        outputs = [status, compare, pick, info, faces, downloads, state, video, video_info]
         jobs = [run.click(on_restore, inputs=inputs, outputs=outputs, api_name="restore", validator=check_fields,
                           show_progress_on=[status])]  # one progress line
         if examples:  # a click fills the drop zone and restores with the options as they are
@@ -265,7 +291,8 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
             jobs.append(shown.load_input_event.then(on_restore, inputs=inputs, outputs=outputs, show_progress_on=[status],
                                                     api_visibility="private"))
         stop.click(on_cancel, outputs=status, cancels=jobs, queue=False, api_visibility="private")
-        files.change(lambda f: files_changed(f, service.limits.max_files), inputs=files, outputs=files_note,
+        files.change(lambda f: files_changed(f, service.limits.max_files, service.limits), inputs=files,
+                     outputs=files_note,
                      api_visibility="private", queue=False)
         pick.input(photo_picked, inputs=[pick, state], outputs=[compare, info], api_visibility="private")
     return demo

@@ -3,10 +3,14 @@
 Same promises as for photos: each clip is done once (sharded by RANK / WORLD_SIZE), an output that
 exists is skipped unless ``overwrite`` (an interrupted clip is resumed, see ``clip``), inputs are never
 written to, and a bad clip costs one line in the report while the rest goes on.
+
+``make_stabilisers`` and ``video_restorer_maker`` turn the video options of ``osdface restore`` into what
+``restore_clip`` restores with; the web page builds its restorer through them too.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +24,26 @@ from ..errors import ImageReadError, OSDFaceError
 from ..image_utils import check_upscaled
 from .clip import clip_done, restore_clip, sweep_orphan_sidecar, work_folder
 from .io import VideoInfo, probe
-from .restorer import VideoFaceRestorer
+from .restorer import Stabilisers, VideoFaceRestorer
+
+
+def make_stabilisers(landmark_smoothing: int = 3, prompt_smoothing: float = 0.7,
+                     temporal_radius: int = 2) -> Stabilisers:
+    """The stabilisers of ``--landmark-smoothing``, ``--prompt-smoothing`` and ``--temporal-radius`` (the
+    defaults are the command's): missed detections are bridged only when landmarks are smoothed."""
+    return Stabilisers(landmark_smoothing, prompt_smoothing, bridge_gap=3 if landmark_smoothing else 0,
+                       temporal_radius=temporal_radius)
+
+
+def video_restorer_maker(pipe, face_restorer, stabilisers: Stabilisers, batch_size: int = 4, fidelity: float = 0.0,
+                         posterior: str = "mode", seed: int = 114, confirm_frames: int = 3,
+                         detect_size: int = 640) -> Callable[[], VideoFaceRestorer]:
+    """``make_restorer`` for ``restore_clip``: a fresh ``VideoFaceRestorer`` (empty per-track memories) per
+    clip, its faces found, selected and pasted by ``face_restorer`` (``photos.make_face_restorer``); the
+    keywords are the flags of ``osdface restore`` with its defaults (``detect_size`` 0: full size)."""
+    return functools.partial(VideoFaceRestorer, pipe, face_restorer, stabilisers, batch_size=batch_size,
+                             fidelity=fidelity, posterior=posterior, seed=seed, confirm_frames=confirm_frames,
+                             detect_size=detect_size or None)
 
 
 def restore_videos(videos: Sequence[Path], output_dir: Path, make_restorer: Callable[[], VideoFaceRestorer],
