@@ -6,8 +6,9 @@ restored photo's size, one gallery face per detected face with its score, the er
 file, the downloads; that the page asks nothing of the internet; and that stopping the server removes
 its files. Then, on the same server: an invalid field (its message beside it, no traceback), 22 files
 (the limit told at upload, the Restore button in view, one progress line, whole captions), an example
-click, and a cancel (the job's files removed, the next job runs). Screenshots of each state go to
-build/test-artefacts/ui_*.png ($OSDFACE_ARTEFACTS to change).
+click, and a cancel (the job's files removed, the next job runs); a video: a cancel between frames, then a
+short clip's round trip (progress by frame, the player plays it, the download has every frame). Screenshots
+of each state go to build/test-artefacts/ui_*.png ($OSDFACE_ARTEFACTS to change).
 
 Needs the ui extra and playwright (pip install -e ".[dev,ui]") and Debian's chromium; in CI (CI set) a
 missing one fails instead of skipping.
@@ -31,6 +32,7 @@ from PIL import Image
 from osdface.image_utils import read_photo
 from osdface.photos import make_face_restorer
 from test_ui import needs
+from test_ui_video import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = REPO / "examples" / "group.jpg"
@@ -282,4 +284,57 @@ def test_cancel_stops_the_job_discards_its_files_and_the_queue_moves_on(server, 
     page.click("#restore")
     page.wait_for_function("document.querySelector('#status').innerText.includes('Restored 1 of 1 file')",
                            timeout=120_000)
+    assert "Traceback" not in "".join(lines)
+
+
+def test_video_cancel_between_frames_then_a_round_trip(server, page, tmp_path):
+    """A 48-frame clip cancelled at its 3rd frame (its files removed, the page idle again), then a 12-frame
+    clip restored: progress by frame, the player plays an H.264 mp4 of the input's size, and the download
+    (and the zip) hold every frame."""
+    av = needs("av")
+    _, tmp, lines = server
+    jobs = lambda: sorted(tmp.glob("osdface-ui-*/job-*"))  # noqa: E731 (the service's job folders)
+    before = jobs()
+    progress = ("Array.from(document.querySelectorAll('.progress-level-inner'))"
+                ".some(e => e.innerText.includes('{}'))")
+    # 1. A longer clip: cancelled between two frames
+    long = make_clip(tmp_path / "long.mp4", frames=48)
+    page.set_input_files("#photos input[type=file]", [str(long)])
+    page.wait_for_function("document.querySelector('#files-note').innerText.includes('1 file ready')")
+    page.click("#restore")
+    page.wait_for_function(progress.format("long.mp4: frame 3/48"), timeout=60_000)
+    page.click("#cancel")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Cancelled')", timeout=10_000)
+    artefact(page, "ui_video_cancelled.png")
+    deadline = time.monotonic() + 30  # the job stops at the next frame and removes its folder
+    while jobs() != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jobs() == before
+    page.wait_for_function("document.querySelectorAll('.progress-level-inner').length == 0", timeout=10_000)
+    assert "Restored" not in page.inner_text("#status") and not page.is_visible("#video")
+    # 2. A short clip: the next job runs, with progress by frame
+    short = make_clip(tmp_path / "clip.mp4", frames=12, size=(240, 160))
+    page.goto(server[0])  # (a fresh drop zone)
+    page.wait_for_selector("#restore", timeout=60_000)
+    page.set_input_files("#photos input[type=file]", [str(short)])
+    page.wait_for_function("document.querySelector('#files-note').innerText.includes('1 file ready')")
+    page.click("#restore")
+    page.wait_for_function(progress.format("clip.mp4: frame "), timeout=60_000)
+    page.screenshot(path=str(ARTEFACTS / "ui_video_progress.png"))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Restored 1 of 1 file')",
+                           timeout=120_000)
+    assert "12 frames of clip.mp4" in page.inner_text("#status")
+    # 3. The player has the clip (decoded by the browser: H.264 in mp4), the line says what it is
+    page.wait_for_function("(() => { const v = document.querySelector('#video video'); "
+                           "return v && v.readyState >= 1 && v.videoWidth == 240 && v.videoHeight == 160 })()",
+                           timeout=30_000)
+    assert page.inner_text("#video-info").startswith("clip.mp4: 240×160 → 240×160 px, 12 frames at 12 fps")
+    # 4. The downloads: the zip and the clip, every frame
+    links = page.eval_on_selector_all("#downloads a", "els => els.map(e => [e.download, e.href])")
+    assert [name for name, _ in links] == ["osdface-restored.zip", "clip.mp4"]
+    (tmp_path / "got.mp4").write_bytes(page.request.get(links[1][1]).body())
+    with av.open(str(tmp_path / "got.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and sum(1 for _ in c.decode(video=0)) == 12
+    assert zipfile.ZipFile(io.BytesIO(page.request.get(links[0][1]).body())).namelist() == ["clip.mp4"]
+    artefact(page, "ui_video.png")
     assert "Traceback" not in "".join(lines)
