@@ -55,7 +55,9 @@ def restore(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     landmark_smoothing: Annotated[int, typer.Option(min=0, max=30, help="Video: a face's landmarks are fitted by a line over this many frames each side (0: each frame's own detection).")] = 3,
     prompt_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Video: a face track's visual prompt comes from its last 8 frames' VRE features, the one k frames old weighted M^k (0: each frame its own prompt).")] = 0.7,
-    temporal_blend: Annotated[float, typer.Option(min=0.0, max=0.95, help="Video: blend each restored face with its track's previous one where they differ by less than 24 levels (weight up to B; 0: off, default). Settles texture flicker; a real change comes through at once.")] = 0.0,
+    temporal_radius: Annotated[int, typer.Option(min=0, max=8, help="Video: each restored face is averaged with its track's faces in the frames ± R, warped onto it by optical flow where they match (its input crop and its output; 0: off). Settles flicker; a real change comes through.")] = 2,
+    confirm_frames: Annotated[int, typer.Option(min=1, max=30, help="Video: a face is restored only where its track was seen (score ≥ 0.8) in N frames around it (1: every detection). A one-frame false detection is left alone.")] = 3,
+    detect_size: Annotated[int, typer.Option(min=0, max=8192, help="Video: detect faces on a copy whose long side is at most PX (0: full size). At 640 a face under ~40 px in a 720p frame is not found.")] = 640,
     video_codec: Annotated[Optional[str], typer.Option(help="Video: FFmpeg encoder. Default by container: libx264 (CRF 17) for mp4/mov/mkv, libvpx-vp9 for webm, gif for gif.")] = None,
     video_option: Annotated[Optional[List[str]], typer.Option("--video-option", help="Video: encoder option KEY=VALUE, repeatable (e.g. crf=20, preset=slow).")] = None,
     video_segment: Annotated[int, typer.Option(min=1, help="Video: frames per resumable segment; an interrupted run resumes after the last finished one.")] = 120,
@@ -148,7 +150,9 @@ class RestorePlan:
     quiet: bool = False
     landmark_smoothing: int = 3
     prompt_smoothing: float = 0.7
-    temporal_blend: float = 0.0
+    temporal_radius: int = 2
+    confirm_frames: int = 3
+    detect_size: int = 640
     video_codec: Optional[str] = None
     video_option: Optional[List[str]] = None
     video_segment: int = 120
@@ -182,8 +186,7 @@ def plan_restore(**flags) -> RestorePlan:
     check_background(plan.background)
     check_int_range(plan.seed, 0, SEED_MAX, "--seed")
     for flag, value in (("--upscale", plan.upscale), ("--min-face-size", plan.min_face_size),
-                        ("--fidelity", plan.fidelity), ("--prompt-smoothing", plan.prompt_smoothing),
-                        ("--temporal-blend", plan.temporal_blend)):
+                        ("--fidelity", plan.fidelity), ("--prompt-smoothing", plan.prompt_smoothing)):
         if not math.isfinite(value):  # (typer refuses them where a flag has both bounds; not for --min-face-size)
             raise OSDFaceError(f"{flag} {value}: must be a finite number")
     check_dtype_name(plan.dtype)
@@ -317,20 +320,17 @@ def _face_restorer(p: RestorePlan, pipe):
 
 
 def _restore_videos(p: RestorePlan, pipe, result) -> None:
-    from ..video.batch import restore_videos
-    from ..video.restorer import Stabilisers, VideoFaceRestorer
+    from ..video.batch import make_stabilisers, restore_videos, video_restorer_maker
 
-    restorer = _face_restorer(p, pipe)
-    stabilisers = Stabilisers(p.landmark_smoothing, p.prompt_smoothing, bridge_gap=3 if p.landmark_smoothing else 0,
-                              output_blend=p.temporal_blend)
+    stabilisers = make_stabilisers(p.landmark_smoothing, p.prompt_smoothing, p.temporal_radius)
     settings = {"weights": str(p.weights), "model": p.model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
+                "confirm_frames": p.confirm_frames, "detect_size": p.detect_size,
                 "options": [p.only_center_face, p.min_face_size, p.max_faces, p.fidelity, p.color_match, p.posterior,
                             p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard,
                             p.background]}
-
-    def make_video_restorer():
-        return VideoFaceRestorer(pipe, restorer, stabilisers, batch_size=p.batch_size, fidelity=p.fidelity,
-                                 posterior=p.posterior, seed=p.seed)
+    make_video_restorer = video_restorer_maker(pipe, _face_restorer(p, pipe), stabilisers, batch_size=p.batch_size,
+                                               fidelity=p.fidelity, posterior=p.posterior, seed=p.seed,
+                                               confirm_frames=p.confirm_frames, detect_size=p.detect_size)
 
     ignored = [flag for flag, on in (("--save-faces", p.save_faces), ("--compare", p.compare),
                                       (f"--format {p.fmt}", p.fmt != "png")) if on]

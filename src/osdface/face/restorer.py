@@ -228,12 +228,27 @@ class FaceRestorer:
                 raise ValueError(f"restore_fn output {k} must be a {shape} uint8 RGB array; got {got}")
         return restored
 
-    def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],
-               weights: Sequence[float | None] | None = None) -> RestoreResult:
-        """Paste the restored crops (one per face of ``p``) into the (upscaled) photo. ``weights``: per face,
-        the model's weight α decided elsewhere (video: one per track), or None to let the rule decide."""
+    def output_hw(self, p: PreparedPhoto) -> tuple[int, int]:
         h, w = p.rgb.shape[:2]
-        out_hw = (max(1, round(h * self.upscale)), max(1, round(w * self.upscale)))
+        return max(1, round(h * self.upscale)), max(1, round(w * self.upscale))
+
+    def match_to_input(self, p: PreparedPhoto, k: int, face: np.ndarray) -> np.ndarray:
+        """Restored face ``k`` of ``p`` (S × S) colour-matched to its input crop as ``finish`` does it (the
+        shape mask, without a parsing mask): for a caller that works on matched faces (video's filter)."""
+        if not self.color_match:
+            return face
+        affine = resize_affine(p.affines[k], p.rgb.shape[:2], self.output_hw(p))
+        weights = face_mask(self.face_size, self.mask_shape) * inside_mask(affine, self.face_size, self.output_hw(p))
+        return match_color(face, p.crops[k], weights=weights, method=self.color_method)
+
+    def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],
+               weights: Sequence[float | None] | None = None, color_matched: bool = False) -> RestoreResult:
+        """Paste the restored crops (one per face of ``p``) into the (upscaled) photo. ``weights``: per face,
+        the model's weight α decided elsewhere (video: one per track), or None to let the rule decide;
+        ``color_matched``: the crops are matched already (``match_to_input``)."""
+        h, w = p.rgb.shape[:2]
+        out_hw = self.output_hw(p)
+        color_match = self.color_match and not color_matched
         if out_hw == (h, w):
             canvas = p.rgb.copy()
         else:
@@ -245,11 +260,12 @@ class FaceRestorer:
         canvas_affines = [resize_affine(a, (h, w), out_hw) for a in p.affines]
         if self.no_harm is None:
             canvas, pasted = paste_faces(canvas, restored, canvas_affines, references=p.crops,
-                                         color_match=self.color_match, color_method=self.color_method,
+                                         color_match=color_match, color_method=self.color_method,
                                          masks=masks, mask_shape=self.mask_shape)
             verdicts = [None] * len(restored)
         else:
-            canvas, pasted, verdicts = self._paste_no_harm(p, canvas, restored, canvas_affines, masks, weights)
+            canvas, pasted, verdicts = self._paste_no_harm(p, canvas, restored, canvas_affines, masks, weights,
+                                                           color_match)
         faces = [
             FaceRecord(d.box, d.landmarks5, d.score, a, c, r, f, v)
             for d, a, c, r, f, v in zip(p.detections, p.affines, p.crops, restored, pasted, verdicts)
@@ -257,7 +273,7 @@ class FaceRestorer:
         return RestoreResult(self._to_layout(canvas, p, out_hw), faces)
 
     def _paste_no_harm(self, p: PreparedPhoto, canvas: np.ndarray, restored: Sequence[np.ndarray],
-                       canvas_affines: list[np.ndarray], masks, weights):
+                       canvas_affines: list[np.ndarray], masks, weights, color_match: bool = True):
         """``finish`` under the no-harm rule: per face, colour-match, decide α (``NoHarm.assess``), then paste
         the model's crop (faces ≤ 1.1·S) or the band-combined change at the working size (larger faces);
         a face kept as it was (α = 0) is not pasted at all."""
@@ -267,7 +283,7 @@ class FaceRestorer:
         for k, (crop, face, affine) in enumerate(zip(p.crops, restored, canvas_affines)):
             # 1. Colour-match the restored face (S × S) to its input crop, as it will be pasted
             mask = face_mask(size, self.mask_shape, None if masks is None else masks[k])
-            if self.color_match:
+            if color_match:
                 face = match_color(face, crop, weights=mask * inside_mask(affine, size, canvas.shape),
                                    method=self.color_method)
             # 2. The verdict: α from the input's detail, capped by the identity guard

@@ -309,6 +309,7 @@ class VideoFaceRestorer:
         track_ids = [t for r in ready for t in r.track_ids]
         indices = [r.frame.index for r in ready for _ in r.track_ids]
         neighbours = [n for r in ready for n in r.neighbours]
+        owners = [(r, j) for r in ready for j in range(len(r.track_ids))]
         pipe = self.pipe
         # 3. One "never worse" weight per track: α from each frame's input detail, averaged along the track
         weights = None
@@ -324,6 +325,9 @@ class VideoFaceRestorer:
         for start in range(0, len(run), self.batch_size):
             batch = run[start:start + self.batch_size]
             chunk = [self.input_filter(crops[k], neighbours[k]) for k in batch]
+            for k, c in zip(batch, chunk):  # the filtered crop is the face's input from here on (colour, α-mix)
+                r, j = owners[k]
+                r.prepared.crops[j] = c
             lq = torch.cat(to_batch(chunk))  # (B, 3, S, S) in [-1, 1]
             # 4a. VRE features (B, C, h, w), averaged along each track in frame order → visual prompt
             features = pipe.visual_features(lq).float()
@@ -333,6 +337,8 @@ class VideoFaceRestorer:
             out = pipe.restore_tensor(lq, generator=generators, posterior=self.posterior,
                                       prompt_embeds=prompt_embeds)  # (B, 3, S, S) in [-1, 1]
             for k, o in zip(batch, tensor_to_numpy(out)):
+                r, j = owners[k]  # matched to its (filtered) input before the filter: steadier colour
+                o = self.faces.match_to_input(r.prepared, j, o)
                 restored[k] = o
                 self._raw.setdefault(track_ids[k], {})[indices[k]] = o
         self.prompts.keep_only(self.tracker.tracks)
@@ -365,5 +371,5 @@ class VideoFaceRestorer:
             mine = self._raw.get(tid, {})
             others = [mine[i] for i in range(t - radius, t + radius + 1) if i != t and i in mine]
             faces.append(blend_fidelity(self.output_filter(face, others), crop, self.fidelity))
-        result = self.faces.finish(r.prepared, faces, r.weights)
+        result = self.faces.finish(r.prepared, faces, r.weights, color_matched=True)
         return RestoredFrame(t, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)
