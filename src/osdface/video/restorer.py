@@ -146,7 +146,7 @@ class _Ready:
     prepared: PreparedPhoto
     track_ids: list[int]
     cut: bool = False
-    neighbours: list[list[np.ndarray]] = field(default_factory=list)  # per face: crops of frames t ± r
+    neighbours: list[np.ndarray] = field(default_factory=list)  # the frames t ± r of its shot (RGB)
     restored: list[np.ndarray | None] = field(default_factory=list)  # per face: the model's crop (None: kept)
     weights: list[float] | None = None  # per face: the "never worse" α of its track
 
@@ -278,9 +278,9 @@ class VideoFaceRestorer:
         return seen >= min(self.confirm_frames, last - first + 1)
 
     def _prepare(self, frame: Frame, after: Iterable[Frame], shot_end: int | None = None) -> _Ready:
-        """Align and crop ``frame``'s confirmed faces (smoothed landmarks); with the temporal filter, also
-        cut each face's neighbours from the frames ± ``temporal_radius`` of its shot (``after``: the frames
-        after it, already read) with the same alignment."""
+        """Align and crop ``frame``'s confirmed faces (smoothed landmarks); with the temporal filter, keep the
+        frames ± ``temporal_radius`` of its shot (``after``: the frames after it, already read), from which
+        the faces that go through the model are cut with the same alignment."""
         radius, gap = self.stab.landmark_radius, self.stab.bridge_gap
         faces = []
         for track in self.tracker.tracks.values():
@@ -295,11 +295,10 @@ class VideoFaceRestorer:
                 faces.append((track.id, face))
         prepared = self.faces.prepare(frame.rgb, [f for _, f in faces])
         r = self.stab.temporal_radius
-        others = [f for f in (*self._recent, *after) if 0 < abs(f.index - frame.index) <= r]
-        neighbours = [[warp_face(o.rgb, a, self.faces.face_size) for o in others] for a in prepared.affines]
+        others = [f.rgb for f in (*self._recent, *after) if 0 < abs(f.index - frame.index) <= r]
         if r:
             self._recent.append(frame)
-        return _Ready(frame, prepared, [t for t, _ in faces], cut=frame.index in self._cuts, neighbours=neighbours)
+        return _Ready(frame, prepared, [t for t, _ in faces], cut=frame.index in self._cuts, neighbours=others)
 
     @torch.inference_mode()
     def _restore(self, ready: list[_Ready], flush: bool = False) -> Iterator[RestoredFrame]:
@@ -308,7 +307,6 @@ class VideoFaceRestorer:
         crops = [c for r in ready for c in r.prepared.crops]
         track_ids = [t for r in ready for t in r.track_ids]
         indices = [r.frame.index for r in ready for _ in r.track_ids]
-        neighbours = [n for r in ready for n in r.neighbours]
         owners = [(r, j) for r in ready for j in range(len(r.track_ids))]
         pipe = self.pipe
         # 3. One "never worse" weight per track: α from each frame's input detail, averaged along the track
@@ -324,7 +322,7 @@ class VideoFaceRestorer:
         restored: list[np.ndarray | None] = [None] * len(crops)
         for start in range(0, len(run), self.batch_size):
             batch = run[start:start + self.batch_size]
-            chunk = [self.input_filter(crops[k], neighbours[k]) for k in batch]
+            chunk = [self.input_filter(crops[k], self._neighbour_crops(*owners[k])) for k in batch]
             for k, c in zip(batch, chunk):  # the filtered crop is the face's input from here on (colour, α-mix)
                 r, j = owners[k]
                 r.prepared.crops[j] = c
@@ -360,6 +358,10 @@ class VideoFaceRestorer:
             for index in [i for i in frames if i < first - radius]:
                 del frames[index]
         self._raw = {t: f for t, f in self._raw.items() if f}
+
+    def _neighbour_crops(self, r: _Ready, j: int) -> list[np.ndarray]:
+        """Face ``j`` of ``r`` cut from the neighbouring frames with its own alignment."""
+        return [warp_face(rgb, r.prepared.affines[j], self.faces.face_size) for rgb in r.neighbours]
 
     def _finish(self, r: _Ready) -> RestoredFrame:
         radius, faces = self.stab.temporal_radius, []
