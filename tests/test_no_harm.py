@@ -370,3 +370,43 @@ def test_video_uses_the_same_rule_once_per_track():
         assert weights[t] == pytest.approx(sum(window) / len(window))
     assert all(np.array_equal(r.rgb, sharp) for r in out[: n // 2])  # kept frames: the input itself
     assert all(b >= a for a, b in itertools.pairwise(weights))  # a ramp, no switching back and forth
+
+
+def test_video_identity_guard_is_measured_per_track_every_window():
+    """In video the identity guard is one decision per track: measured at the track's first restored frame
+    and at every PROMPT_WINDOW-th frame number, its halvings applied to the frames between; a photo-style
+    measurement of every frame would halve α the same way here (the change is the same every frame)."""
+    pytest.importorskip("av")
+    from test_video import CropPatternPipe, ScriptedDetector
+
+    from osdface.face.synthetic import FacePlacement, compose_group_photo
+    from osdface.video.io import Frame
+    from osdface.video.restorer import PROMPT_WINDOW, Stabilisers, VideoFaceRestorer
+
+    photo, (lm,) = compose_group_photo(skimage.data.astronaut(), ASTRONAUT_LANDMARKS5, [FacePlacement(100, 100, 170)],
+                                       200, 200, seed=0)
+    n = 19
+    frames = [Frame(i, i, soft(photo, 12)) for i in range(3, 3 + n)]  # starts at frame 3: measured at 3, 8, 16
+    plan = [[Detection([10, 10, 190, 190], 0.99, lm)] for _ in range(3 + n)]
+
+    class CountingIdentity(PixelIdentity):
+        calls = 0
+
+        def distance(self, reference_crop, crop):
+            CountingIdentity.calls += 1
+            return super().distance(reference_crop, crop)
+
+    pipe = CropPatternPipe()
+    rule = NoHarm(enabled=False, identity=CountingIdentity(), identity_guard=0.05)
+    faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector(plan), face_size=pipe.sample_size,
+                         min_face_size=1, no_harm=rule)
+    out = list(VideoFaceRestorer(pipe, faces, Stabilisers.off(), batch_size=4)(frames))
+    verdicts = [r.faces[0].verdict for r in out]
+    measured = [r.index for r, v in zip(out, verdicts) if v.identity is not None]
+    assert measured == [3, 8, 16] and PROMPT_WINDOW == 8
+    halvings = {v.guard_halvings for v in verdicts}
+    assert len(halvings) == 1 and 0 < halvings.pop() < 7  # the guard acted, the same way on every frame
+    assert len({round(v.model_weight, 6) for v in verdicts}) == 1
+    first = verdicts[0]
+    assert first.identity <= 0.05 < first.identity_before_guard
+    assert CountingIdentity.calls == 3 * (1 + first.guard_halvings)  # only the measured frames cost a call

@@ -144,6 +144,7 @@ class FaceVerdict:
     detail_after: float = 0.0  # the same for the output face
     action: str = "restored"  # "restored", "blended" or "kept"
     reason: str = ""
+    guard_halvings: int = 0  # times the identity guard halved α (7: kept)
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -200,10 +201,11 @@ class NoHarm:
         return self.weight_from_detail(top_octave_detail(crop) if input_detail is None else input_detail)
 
     def assess(self, crop: np.ndarray, restored: np.ndarray, native_size: float,
-               weight: Optional[float] = None) -> FaceVerdict:
+               weight: Optional[float] = None, halvings: Optional[int] = None) -> FaceVerdict:
         """The verdict for one face: ``crop`` / ``restored`` at S (HWC uint8 RGB, ``restored`` colour-matched
         as it will be pasted). ``weight``: α decided elsewhere (video: per track), still capped by the
-        identity guard."""
+        identity guard; ``halvings``: the guard's decision taken elsewhere (video: per track, measured every
+        few frames), applied without measuring (the verdict's identity fields are then None)."""
         size = crop.shape[0]
         work = self.work_size(native_size, size)
         input_detail = top_octave_detail(crop)
@@ -213,7 +215,11 @@ class NoHarm:
         if alpha < 1:
             reason = "already sharper than the model"
         before = after = None
-        if self.identity is not None and alpha > 0:
+        if self.identity is not None and alpha > 0 and halvings is not None:
+            alpha = alpha / 2 ** halvings if halvings < 7 else 0.0
+            if halvings:
+                reason = "identity guard (as measured on this face's track)"
+        elif self.identity is not None and alpha > 0:
             before = after = self._distance(crop, restored, alpha)
             halvings = 0
             guard = self.guard_for(size)
@@ -225,7 +231,8 @@ class NoHarm:
                 reason = f"identity guard (dlib distance {before:.3f} > {guard:g})"
         action = "kept" if alpha == 0 else ("restored" if alpha >= 1 else "blended")
         return FaceVerdict(round(native_size), size, "bands" if work > size else "none", alpha, input_detail,
-                           noise_sigma(crop), after, before, action=action, reason=reason)
+                           noise_sigma(crop), after, before, action=action, reason=reason,
+                           guard_halvings=halvings or 0)
 
     def _distance(self, crop: np.ndarray, restored: np.ndarray, alpha: float) -> float:
         return float(self.identity.distance(crop, mix(crop, restored, alpha)))

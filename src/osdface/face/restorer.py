@@ -242,10 +242,12 @@ class FaceRestorer:
         return match_color(face, p.crops[k], weights=weights, method=self.color_method)
 
     def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],
-               weights: Sequence[float | None] | None = None, color_matched: bool = False) -> RestoreResult:
+               weights: Sequence[float | None] | None = None, color_matched: bool = False,
+               halvings: Sequence[int | None] | None = None) -> RestoreResult:
         """Paste the restored crops (one per face of ``p``) into the (upscaled) photo. ``weights``: per face,
         the model's weight α decided elsewhere (video: one per track), or None to let the rule decide;
-        ``color_matched``: the crops are matched already (``match_to_input``)."""
+        ``color_matched``: the crops are matched already (``match_to_input``); ``halvings``: per face, the
+        identity guard's decision taken elsewhere (video: per track), or None to measure it."""
         h, w = p.rgb.shape[:2]
         out_hw = self.output_hw(p)
         color_match = self.color_match and not color_matched
@@ -265,7 +267,7 @@ class FaceRestorer:
             verdicts = [None] * len(restored)
         else:
             canvas, pasted, verdicts = self._paste_no_harm(p, canvas, restored, canvas_affines, masks, weights,
-                                                           color_match)
+                                                           color_match, halvings)
         faces = [
             FaceRecord(d.box, d.landmarks5, d.score, a, c, r, f, v)
             for d, a, c, r, f, v in zip(p.detections, p.affines, p.crops, restored, pasted, verdicts)
@@ -273,7 +275,8 @@ class FaceRestorer:
         return RestoreResult(self._to_layout(canvas, p, out_hw), faces)
 
     def _paste_no_harm(self, p: PreparedPhoto, canvas: np.ndarray, restored: Sequence[np.ndarray],
-                       canvas_affines: list[np.ndarray], masks, weights, color_match: bool = True):
+                       canvas_affines: list[np.ndarray], masks, weights, color_match: bool = True,
+                       halvings=None):
         """``finish`` under the no-harm rule: per face, colour-match, decide α (``NoHarm.assess``), then paste
         the model's crop (faces ≤ 1.1·S) or the band-combined change at the working size (larger faces);
         a face kept as it was (α = 0) is not pasted at all."""
@@ -288,7 +291,8 @@ class FaceRestorer:
                                    method=self.color_method)
             # 2. The verdict: α from the input's detail, capped by the identity guard
             native = size / affine_scale(p.affines[k])
-            verdict = rule.assess(crop, face, native, None if weights is None else weights[k])
+            verdict = rule.assess(crop, face, native, None if weights is None else weights[k],
+                                  None if halvings is None else halvings[k])
             alpha = verdict.model_weight
             out = mix(crop, face, alpha)
             pasted.append(out)

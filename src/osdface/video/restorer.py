@@ -18,7 +18,9 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
 4. **One "never worse" decision per track** (when the face restorer has a ``no_harm`` rule): the model's
    weight α from the input's detail (``NoHarm.detail_weight``) is averaged over the track's last
    ``PROMPT_WINDOW`` frames, so a face does not switch between restored and kept from frame to frame; the
-   identity guard still caps it per frame. Finite memory, like the prompt's: a resumed clip is identical.
+   identity guard caps it per track too: measured at the track's first restored frame and then every
+   ``PROMPT_WINDOW`` frames (by frame number), its decision (how many times α is halved) applied to the
+   frames between. Finite memory, like the prompt's: a resumed clip is identical.
    A face the rule keeps whole (α < 0.01) is not run through the model (VRE, UNet, VAE; nor does it enter
    its track's prompt window, nor filtered).
 5. **Temporal filtering** (``temporal_radius``, default 2): each face is averaged with the same track's
@@ -200,6 +202,7 @@ class VideoFaceRestorer:
         self._recent: deque[Frame] = deque(maxlen=self.stab.temporal_radius)  # frames before the one prepared
         self._raw: dict[int, dict[int, np.ndarray]] = {}  # track → frame → the model's restored crop
         self._unfinished: deque[_Ready] = deque()  # restored, waiting for their neighbours' restored faces
+        self._guard: dict[int, int] = {}  # track → the identity guard's halvings, measured every PROMPT_WINDOW frames
         self.weights = WeightSmoother()
         self._shot_start: int | None = None  # first frame of the current shot (of this run)
         self._cuts: set[int] = set()  # frames of this run that start a new shot
@@ -232,6 +235,7 @@ class VideoFaceRestorer:
             smoother.reset()
         self._recent.clear()
         self._raw.clear()
+        self._guard.clear()
 
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
         pending: deque[Frame] = deque()
@@ -341,6 +345,7 @@ class VideoFaceRestorer:
                 self._raw.setdefault(track_ids[k], {})[indices[k]] = o
         self.prompts.keep_only(self.tracker.tracks)
         self.weights.keep_only(self.tracker.tracks)
+        self._guard = {t: h for t, h in self._guard.items() if t in self.tracker.tracks}
         start = 0
         for r in ready:
             n = len(r.track_ids)
@@ -373,5 +378,14 @@ class VideoFaceRestorer:
             mine = self._raw.get(tid, {})
             others = [mine[i] for i in range(t - radius, t + radius + 1) if i != t and i in mine]
             faces.append(blend_fidelity(self.output_filter(face, others), crop, self.fidelity))
-        result = self.faces.finish(r.prepared, faces, r.weights, color_matched=True)
+        # the identity guard, one decision per track: measured at its first frame and every PROMPT_WINDOW
+        # frames (by frame number: a resumed clip measures where an uninterrupted run does), applied between
+        halvings = [None if face is None or tid not in self._guard or t % PROMPT_WINDOW == 0 else self._guard[tid]
+                    for tid, face in zip(r.track_ids, r.restored)]
+        result = self.faces.finish(r.prepared, faces, r.weights, color_matched=True, halvings=halvings)
+        for tid, face, record, given in zip(r.track_ids, r.restored, result.faces, halvings):
+            if face is None:  # kept: measured afresh when the model is back (as a resumed run would)
+                self._guard.pop(tid, None)
+            elif given is None and record.verdict is not None and record.verdict.identity is not None:
+                self._guard[tid] = record.verdict.guard_halvings
         return RestoredFrame(t, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)
