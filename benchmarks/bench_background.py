@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads",
         "",
         f"Network: `{Path(weights).name}` ({params:,} parameters, {size_mb:.2f} MB safetensors; "
-        f"config {dict(net.config)}).",
+        f"config {({k: v for k, v in net.config.items() if not k.startswith('_')})}).",
         "Held-out images (never trained on): London portraits 090–102, both expressions (1024 px); FFHQ "
         "00250–00299 (512 px). LR: ×N with cv2 INTER_AREA (`area`), PIL antialiased bicubic (`bicubic`) or area "
         "then JPEG q85 (`jpeg85`). PSNR in RGB, 8-px border excluded, mean over images.",

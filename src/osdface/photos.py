@@ -126,7 +126,8 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str | FaceDetector = 
     ``detector``: a name (built by ``make_detector`` with ``detector_weights`` and ``detect_max_side``)
     or a detector already built; ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None
     pastes every restored face as is; ``background``: how the rest of the photo is upscaled, a name of
-    ``face.background.BACKGROUNDS`` ("lanczos", "learned") or an upsampler function.
+    ``face.background.BACKGROUNDS`` (default "learned": the shipped ×2 network, on ``pipe.device``;
+    "lanczos": ``FaceRestorer``'s own default) or an upsampler function.
     """
     if isinstance(detector, str):
         detector = make_detector(detector, detector_weights, detect_max_side)

@@ -72,7 +72,7 @@ class BackgroundSR(ModelMixin, ConfigMixin):
 
 
 @torch.inference_mode()
-def upscale_pass(net: BackgroundSR, image: np.ndarray, tile: int = 256) -> np.ndarray:
+def upscale_pass(net: BackgroundSR, image: np.ndarray, tile: int = 512) -> np.ndarray:
     """One pass of the network: HWC uint8 RGB (h, w) → (scale·h, scale·w), in tiles of ``tile`` input
     pixels, each read with a margin of ``net.reach`` + 2 pixels so the tiles join exactly."""
     h, w = image.shape[:2]
@@ -95,7 +95,7 @@ def upscale_pass(net: BackgroundSR, image: np.ndarray, tile: int = 256) -> np.nd
     return out
 
 
-def upscale_image(net: BackgroundSR, image: np.ndarray, upscale: float, tile: int = 256) -> np.ndarray:
+def upscale_image(net: BackgroundSR, image: np.ndarray, upscale: float, tile: int = 512) -> np.ndarray:
     """HWC uint8 RGB → ``upscale``× its size (rounded as ``FaceRestorer`` rounds). ``upscale`` ≤ 1 is a
     plain Lanczos-4 resize; otherwise ``round(log2(upscale))`` network passes (at least one), then the
     exact size by INTER_AREA (down) or Lanczos-4 (up, by at most √2)."""
