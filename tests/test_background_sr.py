@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
+from test_cli import run_cli
 
 from osdface.face.background import BACKGROUNDS, background_upsampler, learned_upsampler
 from osdface.models.background_sr import BackgroundSR, background_sr_dir, upscale_image, upscale_pass
-from test_cli import run_cli
 
 
 def random_net(seed: int = 0, channels: int = 8, num_layers: int = 2) -> BackgroundSR:
@@ -141,3 +141,10 @@ def test_cli_background_flag(tmp_path, capsys, tiny_model_dir):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and lines == ["error: --background 'nearest': unknown; available: lanczos, learned"]
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_default_is_learned_for_photos_and_lanczos_for_videos():
+    from osdface.cli.restore import background_for
+
+    assert background_for(None, video=False) == "learned" and background_for(None, video=True) == "lanczos"
+    assert background_for("learned", video=True) == "learned" and background_for("lanczos", video=False) == "lanczos"

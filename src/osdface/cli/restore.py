@@ -28,7 +28,7 @@ def restore(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the restored images (created if needed).")],
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are aligned face crops (FFHQ-style): restore each as one face, no detection.")] = False,
     upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is upscaled by --background, faces are restored at the model's size (512; 128 for mini).")] = 1.0,
-    background: Annotated[str, typer.Option(help="lanczos | learned. How --upscale > 1 enlarges everything outside the faces: learned (default): a small ×2 network shipped in the package (+1.1 to +1.3 dB over Lanczos-4 at ×2 on held-out photos, about 0.8 s per output megapixel on 2 CPU cores; run again for larger factors); lanczos: cv2 Lanczos-4.")] = "learned",
+    background: Annotated[Optional[str], typer.Option(help="learned | lanczos. How --upscale > 1 enlarges everything outside the faces. learned: a small ×2 network shipped in the package (+1.1 to +1.3 dB over Lanczos-4 at ×2 on held-out photos; about 0.8 s per output megapixel on 2 CPU cores; run again for larger factors); lanczos: cv2 Lanczos-4. Default: learned for photos, lanczos for video frames (the network would cost ~3 s a 720p frame at ×2 on 2 CPU cores).")] = None,
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Photo mode: restore only the face nearest the centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="Photo mode: restore at most this many faces per photo, the largest first.")] = None,
@@ -123,7 +123,7 @@ class RestorePlan:
     output: Path
     aligned: bool = False
     upscale: float = 1.0
-    background: str = "learned"
+    background: Optional[str] = None  # None: learned for photos, lanczos for videos
     only_center_face: bool = False
     min_face_size: float = 20.0
     max_faces: Optional[int] = None
@@ -172,18 +172,19 @@ def plan_restore(**flags) -> RestorePlan:
     when everything else passed, and nothing else is written."""
     from ..batch_files import shard
     from ..errors import OSDFaceError
+    from ..face.background import check_background
     from ..image_utils import list_images
     from ..loading import check_dtype_name, find_weights, resolve_device
     from ..photos import make_detector, make_no_harm
     from .checks import check_choice, check_int_range, check_new_file
-    from ..face.background import check_background
 
     plan = RestorePlan(**flags)
     plan.inputs, plan.output = [Path(p) for p in plan.inputs], Path(plan.output)
     # 1. Values typer cannot bound
     check_choice(plan.posterior, ("mode", "sample"), "--posterior")
     check_choice(plan.fmt, (*FORMATS, "same"), "--format")
-    check_background(plan.background)
+    if plan.background is not None:
+        check_background(plan.background)
     check_int_range(plan.seed, 0, SEED_MAX, "--seed")
     for flag, value in (("--upscale", plan.upscale), ("--min-face-size", plan.min_face_size),
                         ("--fidelity", plan.fidelity), ("--prompt-smoothing", plan.prompt_smoothing)):
@@ -291,7 +292,7 @@ def _photo_steps(p: RestorePlan, pipe):
     """(restore_batch, read) for whole photos: every face detected, restored, pasted back."""
     from ..image_utils import check_upscaled, read_photo_and_mode
 
-    restorer = _face_restorer(p, pipe)
+    restorer = _face_restorer(p, pipe, background_for(p.background, video=False))
     gray_alpha: set[Path] = set()  # inputs in gray with alpha (LA): written back as LA
 
     def read(path):  # the output (input × upscale²) has the same pixel budget as the input
@@ -310,27 +311,34 @@ def _photo_steps(p: RestorePlan, pipe):
     return restore_batch, read
 
 
-def _face_restorer(p: RestorePlan, pipe):
+def background_for(background: Optional[str], video: bool) -> str:
+    """``--background`` as given, else the default: "learned" for photos, "lanczos" for video frames (the
+    network costs seconds a frame on a CPU, Lanczos milliseconds)."""
+    return background or ("lanczos" if video else "learned")
+
+
+def _face_restorer(p: RestorePlan, pipe, background: str):
     from ..photos import make_face_restorer
 
     return make_face_restorer(pipe, detector=p.face_detector, upscale=p.upscale, only_center_face=p.only_center_face,
                               min_face_size=p.min_face_size, max_faces=p.max_faces, color_match=p.color_match,
                               fidelity=p.fidelity, batch_size=p.batch_size, posterior=p.posterior, seed=p.seed,
-                              no_harm=p.no_harm, background=p.background)
+                              no_harm=p.no_harm, background=background)
 
 
 def _restore_videos(p: RestorePlan, pipe, result) -> None:
     from ..video.batch import make_stabilisers, restore_videos, video_restorer_maker
 
     stabilisers = make_stabilisers(p.landmark_smoothing, p.prompt_smoothing, p.temporal_radius)
+    background = background_for(p.background, video=True)
     settings = {"weights": str(p.weights), "model": p.model, "dtype": str(pipe.dtype), "stabilisers": str(stabilisers),
                 "confirm_frames": p.confirm_frames, "detect_size": p.detect_size,
                 "options": [p.only_center_face, p.min_face_size, p.max_faces, p.fidelity, p.color_match, p.posterior,
                             p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard,
-                            p.background]}
-    make_video_restorer = video_restorer_maker(pipe, _face_restorer(p, pipe), stabilisers, batch_size=p.batch_size,
-                                               fidelity=p.fidelity, posterior=p.posterior, seed=p.seed,
-                                               confirm_frames=p.confirm_frames, detect_size=p.detect_size)
+                            background]}
+    make_video_restorer = video_restorer_maker(pipe, _face_restorer(p, pipe, background), stabilisers,
+                                               batch_size=p.batch_size, fidelity=p.fidelity, posterior=p.posterior,
+                                               seed=p.seed, confirm_frames=p.confirm_frames, detect_size=p.detect_size)
 
     ignored = [flag for flag, on in (("--save-faces", p.save_faces), ("--compare", p.compare),
                                       (f"--format {p.fmt}", p.fmt != "png")) if on]
