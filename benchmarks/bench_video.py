@@ -322,7 +322,7 @@ def real_clip(args) -> None:
         for name, (restorer, stab) in configs.items():
             restored, seconds, _ = run(pipe, restorer, stab, lq)
             err, psnr = error_vs_clean(restored, reference, masks)
-            lines.append(f"| {label} | {name} | {err:.3f} | {err / base:.2f} | {psnr:.2f} |")
+            lines.append(f"| {label} | {name} | {err:.3f} | {err / base:.3f} | {psnr:.2f} |")
             print(lines[-1], f"({1 / seconds:.1f} frames/s)", flush=True)
     table = "\n".join(lines)
     print(table)
