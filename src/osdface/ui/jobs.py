@@ -305,12 +305,14 @@ class RestoreService:
 
     # ------------------------------------------------------------------ one file
 
-    def _face_restorer(self, options: Options):
-        """The CLI's face restorer (``photos.make_face_restorer``) with the page's options: photos and videos."""
+    def _face_restorer(self, options: Options, video: bool = False):
+        """The CLI's face restorer (``photos.make_face_restorer``) with the page's options: photos and videos
+        (a video's frames are enlarged by Lanczos, as the CLI's default: the network costs seconds a frame)."""
         return make_face_restorer(self.pipe, detector_weights=self.detector_weights, upscale=options.upscale,
                                   only_center_face=options.only_center_face, min_face_size=options.min_face_size,
                                   max_faces=options.max_faces, color_match=options.color_match,
-                                  fidelity=options.fidelity, no_harm=self.no_harm, background=options.background)
+                                  fidelity=options.fidelity, no_harm=self.no_harm,
+                                  background="lanczos" if video else options.background)
 
     def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
         """image → (restored image, [(face image, score, verdict or None)]) for the chosen mode."""
@@ -356,7 +358,7 @@ class RestoreService:
         # 2. The CLI's video restorer (its default stabilisers), frame by frame into the job's folder
         stem = safe_stem(upload.name)
         stem = _unique(stem, used, lambda n: f"{stem}_{n}")
-        make_restorer = video_restorer_maker(self.pipe, self._face_restorer(options), make_stabilisers(),
+        make_restorer = video_restorer_maker(self.pipe, self._face_restorer(options, video=True), make_stabilisers(),
                                              fidelity=options.fidelity)
 
         def on_frame(done: int, total: int) -> None:

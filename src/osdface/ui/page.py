@@ -216,7 +216,7 @@ def build_page(service: RestoreService, model_note: str, examples: Sequence[Path
                                         info="Output size × this; faces are restored, the rest is resized.",
                                         elem_id="upscale")
                     background = gr.Dropdown(list(BACKGROUNDS), value=DEFAULT_BACKGROUND, label="Background (upscale > 1)",
-                                             info="learned: a small network, sharper; lanczos: a plain resize.",
+                                             info="Photos. learned: a small network, sharper; lanczos: a plain resize (video frames: lanczos).",
                                              elem_id="background")
                     fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity",
                                          info="0 = the model's face, 1 = the input face (a pixel blend).",
