@@ -74,6 +74,18 @@ def test_report_path_is_checked_before_the_model(where, message, tmp_path, capsy
     assert not [p for p in Path("/").glob(".osdface-*")]
 
 
+def test_report_path_that_is_a_sidecar_of_this_run_is_refused(tmp_path, capsys, no_model):
+    """--report out/face0.json would be replaced by face0.png's sidecar (or replace it): refused up front;
+    with --no-sidecar the name is free."""
+    write_faces(tmp_path / "in", 1)
+    (tmp_path / "out").mkdir()
+    before = tree(tmp_path)
+    code, err = run_cli(["restore", tmp_path / "in", "-o", tmp_path / "out", "--report", tmp_path / "out" / "face0.json"],
+                        capsys)
+    assert code == 2 and "sidecar goes" in one_error_line(err) and "face0.png" in one_error_line(err)
+    assert tree(tmp_path) == before
+
+
 # ----------------------------------------------------------------------------- 4. flags that used to fail late
 
 

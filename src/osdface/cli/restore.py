@@ -224,6 +224,12 @@ def plan_restore(**flags) -> RestorePlan:
     # 4. What is written: --report (its folder exists; not a folder; not in an input), then the output folder
     if plan.report is not None:
         check_new_file(plan.report, "--report", plan.inputs)
+        if plan.sidecar:  # nor one of the sidecars this run writes (photos: NAME.json; videos: clip.mp4.json)
+            sidecars = {(plan.output / f"{src.stem}.json").resolve(): src for src in found}
+            sidecars.update({(plan.output / f"{v.name}.json").resolve(): v for v in plan.videos})
+            if plan.report.resolve() in sidecars:
+                raise OSDFaceError(f"--report {plan.report}: that is where {sidecars[plan.report.resolve()]}'s "
+                                   "sidecar goes; choose another name (or --no-sidecar)")
     check_output_folder(plan.output, plan.inputs, holds="the restored images")
     return plan
 
