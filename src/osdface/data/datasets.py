@@ -12,6 +12,8 @@ Every sample is a dict::
     path     str, the HQ file used;   lq_path (paired only) str
     index    int, the index asked for
     params   str, JSON of everything drawn for this sample (degradation params, "hflip")
+    mask     (``HQFolderDataset(valid_mask=True)`` only) float32 (1, size, size) in [0, 1]: the share of
+             each pixel that alignment took from inside the photo (0: filled by reflection)
 
 ``params`` is a JSON string so that the default collate function batches samples whose params
 differ in structure (e.g. one or two stages); ``json.loads`` gives the dict back.
@@ -152,6 +154,9 @@ class HQFolderDataset(_SkippingDataset):
         hflip: mirror each sample with probability 0.5 (drawn from the sample's generator).
         seed: base seed; sample i of epoch e uses ``rng_for(seed, e, i)``.
         recursive: search sub-folders too (FFHQ ships as 70 sub-folders of 1000 images).
+        valid_mask: add each sample's ``mask`` (see the module docstring), from the ``manifest.json`` that
+            ``osdface align`` wrote in a root (affine and photo size of each crop); a face without a
+            record (no manifest, or an older one) is taken as whole.
     """
 
     def __init__(
@@ -162,6 +167,7 @@ class HQFolderDataset(_SkippingDataset):
         hflip: bool = True,
         seed: int = 0,
         recursive: bool = True,
+        valid_mask: bool = False,
     ) -> None:
         self.roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
         if not self.roots:
@@ -171,9 +177,21 @@ class HQFolderDataset(_SkippingDataset):
         self.size = size
         self.degradation = None if degradation is None else as_degradation_config(degradation)
         self.hflip = bool(hflip)
+        self.valid_mask = bool(valid_mask)
+        self._align_records = _align_records(self.roots) if valid_mask else {}
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def _mask(self, j: int, side: int) -> np.ndarray:
+        """(side, side) float32: the inside-the-photo share of each pixel of file j's crop."""
+        from ..face.alignment import inside_mask
+
+        record = self._align_records.get(self.paths[j].resolve())
+        if record is None:
+            return np.ones((side, side), np.float32)
+        mask = inside_mask(np.array(record["affine"]), record["image_hw"], record["size"])
+        return fit_square(mask, side)
 
     def _describe(self) -> str:
         return ", ".join(str(r) for r in self.roots)
@@ -186,22 +204,43 @@ class HQFolderDataset(_SkippingDataset):
 
     def _sample(self, index: int, j: int, hq: np.ndarray, rng: np.random.Generator) -> dict:
         hq = fit_square(hq, self.size)
+        mask = self._mask(j, hq.shape[0]) if self.valid_mask else None
         flipped = bool(self.hflip and rng.random() < 0.5)
         if flipped:
             hq = hflip(hq)
+            mask = None if mask is None else hflip(mask)
         if self.degradation is None:
             lq, params = hq, {}
         else:
             lq, params = degrade(hq, self.degradation, rng)
             hq = target_for(hq, params)
         params["hflip"] = flipped
-        return {
+        sample = {
             "lq": _to_chw(lq),
             "hq": _to_chw(hq),
             "path": str(self.paths[j]),
             "index": index,
             "params": json.dumps(params),
         }
+        if mask is not None:
+            sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))[None]  # (1, size, size) in [0, 1]
+        return sample
+
+
+def _align_records(roots: Sequence[Path]) -> dict[Path, dict]:
+    """{resolved crop path: {"affine", "image_hw", "size"}} from the ``osdface align`` manifests of ``roots``
+    (records without ``image_hw``, from before it was recorded, are left out)."""
+    records: dict[Path, dict] = {}
+    for root in roots:
+        try:
+            manifest = json.loads((root / MANIFEST_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        for r in manifest.get("faces", []) if isinstance(manifest, dict) else []:
+            if "image_hw" in r and "affine" in r and "file" in r:
+                records[(root / r["file"]).resolve()] = {"affine": r["affine"], "image_hw": r["image_hw"],
+                                                         "size": int(manifest["size"])}
+    return records
 
 
 class PairedFolderDataset(_SkippingDataset):

@@ -6,8 +6,13 @@ does (``FaceRestorer``'s alignment), and writes ``DIR/STEM_KK.png`` (KK: the fac
 photo, largest first when ``max_faces`` cuts) plus ``DIR/manifest.json``::
 
     {"size": 128, "detector": "mtcnn", "faces": [{"file": "a_00.png", "source": "photos/a.jpg",
-      "box": [...], "score": 0.99, "landmarks5": [[x, y], ...], "affine": [[...], [...]]}, ...],
+      "box": [...], "score": 0.99, "landmarks5": [[x, y], ...], "affine": [[...], [...]],
+      "image_hw": [h, w], "outside": 0.12}, ...],
      "no_face": ["photos/b.jpg"], "failed": [{"source": "photos/c.jpg", "error": "..."}]}
+
+``outside`` is the share of the crop that lies outside the photo, where alignment fills in a reflection
+(``alignment.outside_fraction``); with ``image_hw`` and ``affine`` it gives each pixel's share
+(``alignment.inside_mask``), which training can leave out of its losses (stage 2's ``data.valid_mask``).
 
 Re-runs skip photos whose crops exist (``overwrite=False``); photos aligned into the folder by earlier
 runs keep their manifest entries (so a long list can be fed in parts, e.g. through ``xargs``). Every
@@ -34,7 +39,7 @@ import numpy as np
 from ..errors import ImageReadError, OSDFaceError
 from ..files import write_text_atomic
 from ..image_utils import list_images, read_image, read_photo, write_image_atomic
-from .alignment import estimate_affine, warp_face
+from .alignment import estimate_affine, outside_fraction, warp_face
 from .detection import FaceDetector, create_detector
 from .restorer import FaceRestorer, split_channels
 
@@ -72,7 +77,8 @@ def align_photo(image: np.ndarray, detector: FaceDetector, size: int, **options)
         crop = warp_face(rgb, affine, size)
         out.append((crop, {"box": [round(float(v), 2) for v in det.box], "score": round(det.score, 4),
                            "landmarks5": np.round(det.landmarks5, 2).tolist(),
-                           "affine": np.round(affine, 6).tolist()}))
+                           "affine": np.round(affine, 6).tolist(), "image_hw": list(rgb.shape[:2]),
+                           "outside": round(outside_fraction(affine, rgb.shape, size), 4)}))
     return out
 
 

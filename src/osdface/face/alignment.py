@@ -162,6 +162,20 @@ def warp_face(
     )
 
 
+def inside_mask(affine: np.ndarray, image_hw: Sequence[int], face_size: int = 512) -> np.ndarray:
+    """(face_size, face_size) float32 in [0, 1]: how much of each crop pixel ``warp_face`` takes from
+    inside the photo (1) rather than from the reflected border (0); bilinear at the photo's edge."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    ones = np.ones((h, w), np.float32)
+    return cv2.warpAffine(ones, np.asarray(affine, dtype=np.float64), (face_size, face_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def outside_fraction(affine: np.ndarray, image_hw: Sequence[int], face_size: int = 512) -> float:
+    """The share of a ``face_size`` crop that lies outside the photo (filled by reflection), in [0, 1]."""
+    return float(1.0 - inside_mask(affine, image_hw, face_size).mean())
+
+
 def align_faces(
     image: np.ndarray,
     landmarks: Sequence[np.ndarray],

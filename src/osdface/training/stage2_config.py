@@ -85,6 +85,9 @@ class LossConfig:
     ea_dists: float = 1.0  # λ_per
     identity: float = 0.1  # λ_ID
     gan: float = 0.01  # λ_dis; 0 turns the GAN (and the discriminator) off
+    # L1 between the Sobel gradient magnitudes of restored and HQ faces (no network, no weights; the
+    # edge half of EA-DISTS in pixel space). Not in the paper; osdface-mini 2 uses it.
+    edge: float = 0.0
     edge_gray: Literal["mean", "luma"] = "mean"  # Sobel grayscale: channel mean (EA-DISTS demo) or luma
     dists_weights: Optional[str] = None  # DISTS α/β file (pyiqa DISTS_weights-f5e65c96.pth / DISTS_pytorch weights.pt)
     vgg16_weights: Optional[str] = None  # torchvision vgg16-397923af.pth (not needed if dists_weights holds VGG)
@@ -102,6 +105,9 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 4
     seed: int = 0
+    # Leave out of the losses the pixels that `osdface align` filled by reflection (outside the photo),
+    # read from each root's manifest.json (faces without a record count as whole).
+    valid_mask: bool = False
     # Held-out set: an LQ/HQ folder pair (val_lq + val_hq) or HQ folders degraded with val_seed.
     val_lq: Optional[str] = None
     val_hq: Optional[str] = None
@@ -192,7 +198,7 @@ def check_stage2_config(cfg: Stage2Config) -> Stage2Config:
                           "(a LoRA to fine-tune) does not apply")
     if m.unet_config is None and m.sample_size % 8:
         raise ConfigError(f"model.sample_size must be a multiple of 8 (the VAE's factor), got {m.sample_size}")
-    for name in ("mse", "ea_dists", "identity", "gan"):
+    for name in ("mse", "ea_dists", "identity", "gan", "edge"):
         if getattr(cfg.losses, name) < 0:
             raise ConfigError(f"losses.{name} must be >= 0")
     if bool(cfg.data.val_lq) != bool(cfg.data.val_hq):

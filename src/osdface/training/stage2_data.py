@@ -21,7 +21,8 @@ def build_datasets(cfg: Stage2Config):
     d, size = cfg.data, cfg.model.sample_size
     if not d.roots:
         raise OSDFaceError("set data.roots: folders of aligned HQ faces (e.g. data.roots=[data/ffhq512])")
-    train_set = HQFolderDataset(list(d.roots), size=size, degradation=d.degradation, hflip=d.hflip, seed=d.seed)
+    train_set = HQFolderDataset(list(d.roots), size=size, degradation=d.degradation, hflip=d.hflip, seed=d.seed,
+                                valid_mask=d.valid_mask)
     val_set = None
     if d.val_lq:
         val_set = PairedFolderDataset(d.val_lq, d.val_hq, size=size)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsNotFoundError
-from ..losses.edge_dists import EdgeAwareDISTS
+from ..losses.edge_dists import EdgeAwareDISTS, sobel_magnitude
 from ..losses.gan import d_loss_softplus, g_loss_softplus
 from ..losses.identity import IdentityLoss
 from ..models.discriminator import diffuse
@@ -26,10 +26,12 @@ from .stage2_config import Stage2Config
 
 
 class ReconstructionLosses(nn.Module):
-    """MSE, EA-DISTS and identity between restored and HQ faces, both (B, 3, H, W) RGB in [-1, 1].
+    """MSE, edge L1, EA-DISTS and identity between restored and HQ faces, both (B, 3, H, W) RGB in [-1, 1].
 
     MSE is taken on [-1, 1]; EA-DISTS on [0, 1] (pyiqa's range, mapped inside); identity on [-1, 1].
-    Networks of terms with weight 0 are not built. ``forward`` returns the unweighted terms.
+    Networks of terms with weight 0 are not built. ``forward`` returns the unweighted terms. A ``mask``
+    (B, 1, H, W) in [0, 1] (``data.valid_mask``) weights the pixels of MSE and of the edge term (there
+    eroded by one pixel, as a Sobel filter reaches one pixel out); the network terms see whole faces.
     """
 
     def __init__(self, cfg: Stage2Config):
@@ -38,6 +40,7 @@ class ReconstructionLosses(nn.Module):
         from ..models.arcface import ArcFacePreprocess, ResNetArcFace, load_arcface
 
         w = cfg.losses
+        self.edge = w.edge > 0
         self.ea_dists = None
         if w.ea_dists > 0:
             dists = make_dists(w.dists_weights, w.vgg16_weights, allow_random=w.allow_random_weights)
@@ -54,14 +57,26 @@ class ReconstructionLosses(nn.Module):
             gray = (1 / 3, 1 / 3, 1 / 3) if w.arcface_gray == "mean" else ArcFacePreprocess().gray_weights
             self.identity = IdentityLoss(arcface, ArcFacePreprocess(gray_weights=gray))
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = {"mse": F.mse_loss(pred, target)}
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                mask: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        if mask is None:
+            terms = {"mse": F.mse_loss(pred, target)}
+        else:
+            terms = {"mse": masked_mean((pred - target) ** 2, mask)}
+        if self.edge:
+            diff = (sobel_magnitude(pred) - sobel_magnitude(target)).abs()  # (B, 1, H, W)
+            terms["edge"] = diff.mean() if mask is None else masked_mean(diff, -F.max_pool2d(-mask, 3, 1, 1))
         if self.ea_dists is not None:
             image_term, edge_term = self.ea_dists.terms((pred + 1) / 2, (target + 1) / 2)  # [0, 1]
             terms.update(dists=image_term, edge_dists=edge_term, ea_dists=image_term + edge_term)
         if self.identity is not None:
             terms["identity"] = self.identity(pred, target)
         return terms
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (B, C, H, W) over the pixels weighted by ``mask`` (B, 1, H, W) in [0, 1]."""
+    return (values * mask).sum() / (mask.sum() * values.shape[1]).clamp_min(1e-6)
 
 
 @dataclass
@@ -114,13 +129,14 @@ def _noise_like(latents: torch.Tensor, num_timesteps: int, rng: torch.Generator)
     return t.to(latents.device), eps.to(latents.device)
 
 
-def generator_step(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: torch.Generator) -> tuple[dict, dict]:
+def generator_step(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: torch.Generator,
+                   mask: Optional[torch.Tensor] = None) -> tuple[dict, dict]:
     """Forward, Eq. 12 loss, backward and (on a sync step) AdamW on LoRA + adapter.
 
     The discriminator's trainables stay ``requires_grad=False`` through forward *and* backward (a
     gradient-checkpointed discriminator recomputes its blocks during the backward)."""
     with frozen(s.d_params):
-        terms, fakes = _generator_loss(s, lq, hq, rng)
+        terms, fakes = _generator_loss(s, lq, hq, rng, mask)
         s.accelerator.backward(terms["g_total"])
     if s.accelerator.sync_gradients and s.cfg.optim.max_grad_norm:
         terms["g_grad_norm"] = s.accelerator.clip_grad_norm_(s.g_params, s.cfg.optim.max_grad_norm)
@@ -129,7 +145,8 @@ def generator_step(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: torc
     return terms, fakes
 
 
-def _generator_loss(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: torch.Generator) -> tuple[dict, dict]:
+def _generator_loss(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: torch.Generator,
+                    mask: Optional[torch.Tensor] = None) -> tuple[dict, dict]:
     cfg, acc = s.cfg, s.accelerator
     w = cfg.losses
     # 1. One-step restoration through the inference recipe (gradients reach LoRA and adapter).
@@ -139,8 +156,10 @@ def _generator_loss(s: Stage2State, lq: torch.Tensor, hq: torch.Tensor, rng: tor
     prompt = out["prompt_embeds"].detach()  # (B, 77, 1024)
     # 2. Reconstruction terms, in float32 whatever the mixed precision.
     with torch.autocast(acc.device.type, enabled=False):
-        terms = s.losses(pred, hq.float())
+        terms = s.losses(pred, hq.float(), None if mask is None else mask.float())
     total = w.mse * terms["mse"]
+    if "edge" in terms:
+        total = total + w.edge * terms["edge"]
     if "ea_dists" in terms:
         total = total + w.ea_dists * terms["ea_dists"]
     if "identity" in terms:
@@ -194,10 +213,11 @@ def optimizer_step(s: Stage2State, step: int, stream) -> dict[str, torch.Tensor]
     for micro in range(accum):
         _, _, batch = next(stream)
         lq, hq = batch["lq"].to(acc.device), batch["hq"].to(acc.device)  # (B, 3, S, S) in [-1, 1]
+        mask = batch["mask"].to(acc.device) if "mask" in batch else None  # (B, 1, S, S) in [0, 1]
         rng = step_generator(cfg.train.seed, step * accum + micro, acc.process_index)
         models = [s.generator] + ([s.discriminator] if s.discriminator is not None else [])
         with acc.accumulate(*models):
-            terms, fakes = generator_step(s, lq, hq, rng)
+            terms, fakes = generator_step(s, lq, hq, rng, mask)
             if s.discriminator is not None:
                 terms.update(discriminator_step(s, hq, fakes["fake"], fakes["prompt"], rng))
         for k, v in terms.items():

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# osdface-mini 2 (issue 21): the 256-px bundled model, trained from UTKFace + ../shared/data/hires with the
+# same OSDFacePipeline and two stages as osdface-mini (configs: stage1_mini256.yaml, stage2_mini256.yaml).
+# Seeded; every step resumes: rerun the same command after an interruption (aligned photos are skipped,
+# finished phases are skipped, an unfinished one continues from its last checkpoint with --resume latest,
+# bit-identical to an uninterrupted run). Plan and measured costs: docs/mini2_plan.md.
+#
+#   bash scripts/train_mini2.sh [UTKFACE_DIR] [HIRES_DIR] [WORK_DIR] [STAGE2_STEPS]
+#
+# It does not package or ship weights: WORK/stage2/export/osdface is the model (see docs/mini2_plan.md for
+# what is left before it can be bundled). Run nothing else CPU-heavy beside it (2 cores).
+set -euo pipefail
+UTK=${1:-../shared/data/utkface}
+HIRES=${2:-../shared/data/hires}
+WORK=${3:-runs/mini2}
+STEPS=${4:-3000}
+export HF_HUB_OFFLINE=1
+mkdir -p "$WORK"
+stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+# 1. Faces aligned at 256 (UTKFace's fixed split; hires held out by person), with their outside-the-photo records.
+bash "$(dirname "$0")/prepare_mini2_data.sh" "$UTK" "$HIRES" "$WORK"
+TRAIN="[$WORK/utk_train,$WORK/hires_train]"
+VAL="[$WORK/hires_val,$WORK/utk_val]"
+
+# 2. Stage 1: HQ codebook, LQ codebook, association → the VRE (export/visual_embedder). A phase whose export
+#    exists is done; otherwise it starts or continues from its latest checkpoint.
+phase() {  # phase NAME STEPS [overrides...]
+  local name=$1 steps=$2; shift 2
+  if [ -d "$WORK/vre_$name/export" ]; then stamp "stage 1 $name: done already"; return; fi
+  stamp "stage 1 $name"
+  osdface train-vre --config stage1_mini256 --phase "$name" --resume latest data.roots="$TRAIN" \
+    train.max_steps="$steps" "$@" --output "$WORK/vre_$name"
+}
+phase hq 400
+phase lq 300
+phase assoc 200 train.init_hq="$WORK/vre_hq" train.init_lq="$WORK/vre_lq"
+
+# 3. Stage 2: the one-step generator on the frozen VRE (MSE + edge L1, reflected borders masked out).
+if [ -d "$WORK/stage2/export/osdface" ]; then
+  stamp "stage 2: done already"
+else
+  stamp "stage 2 ($STEPS steps)"
+  osdface train --config stage2_mini256 --resume latest model.vre="$WORK/vre_assoc/export" data.roots="$TRAIN" \
+    data.val_roots="$VAL" train.max_steps="$STEPS" --output "$WORK/stage2"
+fi
+stamp "done: $WORK/stage2/export/osdface (not packaged)"
