@@ -176,6 +176,36 @@ def test_stabilisers_reduce_the_flicker_of_a_jittered_track():
     assert errors["all"] < 0.6 * errors["none"], errors
 
 
+def test_temporal_filter_settles_fresh_noise_and_leaves_the_rest_of_the_frame_alone():
+    """A still face with fresh noise each frame, restored by a stand-in model: with the temporal filter
+    (input crop, restored crop, and the face's region of the composite) the face flickers less than
+    without it; outside the face's paste region every frame is the input frame, untouched."""
+    skimage = pytest.importorskip("skimage.data")
+    photo, (lm,) = compose_group_photo(skimage.astronaut(), ASTRONAUT_LANDMARKS5, [FacePlacement(80, 64, 80)],
+                                       128, 176, seed=0)
+    rng = np.random.default_rng(0)
+    n = 12
+    frames = [np.clip(photo + rng.normal(0, 8, photo.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+    plan = [[Detection([40, 24, 120, 104], 0.99, lm)] for _ in range(n)]
+    outs = {}
+    for radius in (0, 2):
+        faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector(plan), face_size=TINY_SIZE,
+                             min_face_size=1)
+        stab = Stabilisers(temporal_radius=radius)
+        outs[radius] = [r.rgb for r in VideoFaceRestorer(CropPatternPipe(), faces, stab, batch_size=4)(
+            Frame(i, i, f) for i, f in enumerate(frames))]
+    identity = [np.eye(3)[:2]] * n
+    face_box = [np.array([50, 34, 110, 94])]
+    assert temporal_error(outs[2], identity, face_box) < 0.7 * temporal_error(outs[0], identity, face_box)
+    pasted = np.zeros(photo.shape[:2], bool)  # where the paste without the filter changed any frame
+    for out, f in zip(outs[0], frames):
+        pasted |= (out != f).any(axis=2)
+    outside = ~cv2.dilate(pasted.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert 0.2 < outside.mean() < 0.9  # the face's region is a part of the frame
+    for out, f in zip(outs[2], frames):  # the filter works inside it only
+        assert np.array_equal(out[outside], f[outside])
+
+
 def test_video_restorer_batches_across_frames_like_one_by_one(tiny_pipe):
     """Faces of several frames go through the model together: same faces as batch size 1 (to the rounding
     of the last bit), and so the same frames (colour matching can carry a 1-level difference of a

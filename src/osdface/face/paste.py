@@ -110,6 +110,16 @@ def _warp_back(stack: np.ndarray, affine: np.ndarray, canvas_shape) -> tuple[tup
     return (x0, y0, x1, y1), warped
 
 
+def mask_on_canvas(mask: np.ndarray, affine: np.ndarray, canvas_shape) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """A crop's paste mask (S × S) where ``paste_face`` puts it on the canvas: ((x0, y0, x1, y1), the mask over
+    that region, HW float32 in [0, 1]), or None when the crop lies entirely outside the canvas."""
+    found = _warp_back(mask.astype(np.float32)[..., None], np.asarray(affine, dtype=np.float64), canvas_shape)
+    if found is None:
+        return None
+    box, warped = found
+    return box, np.clip(warped.reshape(warped.shape[:2]), 0.0, 1.0)
+
+
 def paste_face(canvas: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> None:
     """Blend one restored crop into ``canvas`` (HWC uint8 RGB, modified in place) through ``mask``."""
     found = _warp_back(np.dstack([face.astype(np.float32), mask.astype(np.float32)]), affine, canvas.shape)

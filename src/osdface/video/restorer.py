@@ -27,12 +27,15 @@ Three stabilisers keep a face from flickering, each can be turned off (to measur
    face in the frames ± radius, each warped onto it by dense optical flow and weighted by how well the
    warp matches (``temporal.TemporalFilter``): twice, on the model's input crop (the neighbours are cut
    from their frames with this frame's alignment; gate 32 levels) and on its restored crop (the track's
-   restored crops of the neighbouring frames; gate 24). The flow compensates the face's own motion, so
+   restored crops of the neighbouring frames; gate 24); then a third time on the pasted frame, in the
+   face's paste region (its mask on the frame), over the neighbouring pasted frames: the frame as it is
+   seen, where the face meets what was not restored. The flow compensates the face's own motion, so
    what is averaged away is the flicker the degradation and the model add afresh each frame, and what
    the flow cannot explain (a blink, a new word) differs by more than the gate and comes through alone.
-   The second pass needs the restored faces of the next ``temporal_radius`` frames: the last frames of
-   a block wait for the next block (or the end of the shot). Finite memory: a resumed clip is identical.
-   Faces the "never worse" rule keeps whole are not filtered (they are the input).
+   The second pass needs the restored faces of the next ``temporal_radius`` frames, the third their
+   pasted frames: the last frames of a block wait for the next block (or the end of the shot). Finite
+   memory: a resumed clip is identical. Faces the "never worse" rule keeps whole are not filtered (they
+   are the input), nor are larger faces' regions in the third pass (their change is pasted in bands).
 
 Two rules decide which detections are faces to restore:
 
@@ -62,7 +65,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..face.alignment import affine_scale, warp_face
+from ..face.alignment import affine_scale, resize_affine, warp_face
+from ..face.paste import face_mask, mask_on_canvas
 from ..face.detection import Detection
 from ..face.restorer import FaceRecord, FaceRestorer, PreparedPhoto
 from ..image_utils import tensor_to_numpy, to_batch
@@ -202,6 +206,8 @@ class VideoFaceRestorer:
         self._recent: deque[Frame] = deque(maxlen=self.stab.temporal_radius)  # frames before the one prepared
         self._raw: dict[int, dict[int, np.ndarray]] = {}  # track → frame → the model's restored crop
         self._unfinished: deque[_Ready] = deque()  # restored, waiting for their neighbours' restored faces
+        self._composites: deque[tuple[RestoredFrame, list]] = deque()  # pasted frames and their face regions
+        self._released = 0  # of them, yielded already (kept as the next ones' neighbours)
         self._guard: dict[int, int] = {}  # track → the identity guard's halvings, measured every PROMPT_WINDOW frames
         self.weights = WeightSmoother()
         self._shot_start: int | None = None  # first frame of the current shot (of this run)
@@ -236,6 +242,8 @@ class VideoFaceRestorer:
         self._recent.clear()
         self._raw.clear()
         self._guard.clear()
+        self._composites.clear()
+        self._released = 0
 
     def __call__(self, frames: Iterable[Frame]) -> Iterator[RestoredFrame]:
         pending: deque[Frame] = deque()
@@ -357,7 +365,16 @@ class VideoFaceRestorer:
         radius = self.stab.temporal_radius
         last = ready[-1].frame.index if ready else -1
         while self._unfinished and (flush or self._unfinished[0].frame.index + radius <= last):
-            yield self._finish(self._unfinished.popleft())
+            self._composites.append(self._finish(self._unfinished.popleft()))
+        # 6. Release the composites whose neighbours are composited: the faces' regions filtered over them
+        newest = self._composites[-1][0].index if self._composites else -1
+        while self._released < len(self._composites) and (
+                flush or self._composites[self._released][0].index + radius <= newest):
+            yield self._settle(self._released)
+            self._released += 1
+        while self._released and self._composites[0][0].index < self._composites[self._released - 1][0].index - radius:
+            self._composites.popleft()
+            self._released -= 1
         first = self._unfinished[0].frame.index if self._unfinished else last + 1
         for frames in self._raw.values():  # forget what no unfinished frame needs
             for index in [i for i in frames if i < first - radius]:
@@ -368,7 +385,23 @@ class VideoFaceRestorer:
         """Face ``j`` of ``r`` cut from the neighbouring frames with its own alignment."""
         return [warp_face(rgb, r.prepared.affines[j], self.faces.face_size) for rgb in r.neighbours]
 
-    def _finish(self, r: _Ready) -> RestoredFrame:
+    def _settle(self, k: int) -> RestoredFrame:
+        """Composite ``k`` with each restored face's region (its paste mask on the frame) filtered over the
+        neighbouring composites: the frame as it is seen, where the face meets what was not restored."""
+        frame, regions = self._composites[k]
+        t, radius = frame.index, self.stab.temporal_radius
+        others = [f for f, _ in self._composites if f.index != t and abs(f.index - t) <= radius]
+        if not regions or not others:
+            return frame
+        out = frame.rgb.copy()
+        for (x0, y0, x1, y1), alpha in regions:
+            region = frame.rgb[y0:y1, x0:x1]
+            filtered = self.output_filter(region, [o.rgb[y0:y1, x0:x1] for o in others]).astype(np.float32)
+            blended = region + alpha[..., None] * (filtered - region)
+            out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return RestoredFrame(t, frame.pts, out, frame.track_ids, frame.faces, frame.cut)
+
+    def _finish(self, r: _Ready) -> tuple[RestoredFrame, list]:
         radius, faces = self.stab.temporal_radius, []
         t = r.frame.index
         for tid, face, crop in zip(r.track_ids, r.restored, r.prepared.crops):
@@ -388,4 +421,17 @@ class VideoFaceRestorer:
                 self._guard.pop(tid, None)
             elif given is None and record.verdict is not None and record.verdict.identity is not None:
                 self._guard[tid] = record.verdict.guard_halvings
-        return RestoredFrame(t, r.frame.pts, result.image, r.track_ids, result.faces, r.cut)
+        # the regions to settle over the neighbouring composites: faces the model restored, pasted whole at S
+        regions = []
+        if radius:
+            canvas_hw = self.faces.output_hw(r.prepared)
+            mask = face_mask(self.faces.face_size, self.faces.mask_shape)
+            for face, record in zip(r.restored, result.faces):
+                v = record.verdict
+                if face is None or (v is not None and (v.fusion != "none" or v.model_weight == 0)):
+                    continue
+                found = mask_on_canvas(mask, resize_affine(record.affine, r.prepared.rgb.shape[:2], canvas_hw),
+                                       canvas_hw)
+                if found is not None:
+                    regions.append(found)
+        return RestoredFrame(t, r.frame.pts, result.image, r.track_ids, result.faces, r.cut), regions

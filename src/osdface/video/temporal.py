@@ -14,10 +14,11 @@ the flicker:
    cut the tracker missed) the neighbour differs by more than ``gate`` levels and drops out;
 4. ``out = (c + Σ_k w_k·ñ_k) / (1 + Σ_k w_k)``.
 
-On a still crop (all neighbours equal) the output is the crop; on the real talking head of
-``benchmarks/bench_video.py --clean`` (×0.25, JPEG q25 + H.264 CRF 38) the input crops filtered with
-gate 32 and the restored ones with gate 24, over ± 2 frames, take the temporal error against the clean
-clip from 1.00× to about 0.9× of the input's, with the faces' PSNR up (README, "Video").
+On a still crop (all neighbours equal) the output is the crop. ``video.restorer`` filters each face three
+times over ± 2 frames: its input crop (gate 32), its restored crop and its region of the pasted frame (gate
+24). On the real talking head of ``benchmarks/bench_video.py --clean`` (×0.25, JPEG q25 + H.264 CRF 38)
+that takes the temporal error against the clean clip below 0.9× the input's, with the faces' PSNR up
+(README, "Video").
 """
 
 from __future__ import annotations
