@@ -7,6 +7,7 @@
 #
 #   bash scripts/train_mini2.sh [UTKFACE_DIR] [HIRES_DIR] [WORK_DIR] [STAGE2_STEPS]
 #
+# HQ_STEPS, LQ_STEPS, ASSOC_STEPS (environment) set stage 1's phases (a smoke run: a few steps each).
 # It does not package or ship weights: WORK/stage2/export/osdface is the model (see docs/mini2_plan.md for
 # what is left before it can be bundled). Run nothing else CPU-heavy beside it (2 cores).
 set -euo pipefail
@@ -32,9 +33,9 @@ phase() {  # phase NAME STEPS [overrides...]
   osdface train-vre --config stage1_mini256 --phase "$name" --resume latest data.roots="$TRAIN" \
     train.max_steps="$steps" "$@" --output "$WORK/vre_$name"
 }
-phase hq 400
-phase lq 300
-phase assoc 200 train.init_hq="$WORK/vre_hq" train.init_lq="$WORK/vre_lq"
+phase hq "${HQ_STEPS:-400}"
+phase lq "${LQ_STEPS:-300}"
+phase assoc "${ASSOC_STEPS:-200}" train.init_hq="$WORK/vre_hq" train.init_lq="$WORK/vre_lq"
 
 # 3. Stage 2: the one-step generator on the frozen VRE (MSE + edge L1, reflected borders masked out).
 if [ -d "$WORK/stage2/export/osdface" ]; then
