@@ -14,7 +14,7 @@ set -euo pipefail
 UTK=${1:-../shared/data/utkface}
 HIRES=${2:-../shared/data/hires}
 WORK=${3:-runs/mini2}
-STEPS=${4:-3000}
+STEPS=${4:-3500}
 export HF_HUB_OFFLINE=1
 mkdir -p "$WORK"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
