@@ -67,7 +67,7 @@ def main(args) -> None:
             if round_:  # round 0: warm-up
                 r["model"].append(t1 - t0), r["data"].append(t2 - t1)
     for name, r in runs.items():
-        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        med = lambda v: sorted(v)[len(v) // 2]
         print(json.dumps({"config": name, "model_s_per_step": round(med(r["model"]), 3),
                           "data_s_per_batch_one_process": round(med(r["data"]), 3), "rounds": args.rounds}))
     print(json.dumps({"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))

@@ -88,7 +88,7 @@ def outside_report(folder: str | Path) -> dict:
     if not len(values):
         return {"folder": str(folder), "faces": len(faces), "with_outside": 0}
     q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
-    return {"folder": str(folder), "faces": len(faces), "with_outside": int(len(values)),
+    return {"folder": str(folder), "faces": len(faces), "with_outside": len(values),
             "outside_quantiles": [round(float(v), 4) for v in q], "whole": int((values == 0).sum())}
 
 
