@@ -66,7 +66,7 @@ def test_packaged_configs_and_overrides(faces):
         load_stage1_config("stage1_tiny", ["loss.disc_strat=3"])
     with pytest.raises(ConfigError, match="resolution 30 is not divisible"):
         load_stage1_config("stage1_tiny", ["model.resolution=30"])
-    with pytest.raises(ConfigError, match="packaged: stage1_assoc, stage1_hq, stage1_lq, stage1_mini, stage1_tiny"):
+    with pytest.raises(ConfigError, match="packaged: stage1_assoc, stage1_hq, stage1_lq, stage1_mini, stage1_mini256, stage1_tiny"):
         load_stage1_config("stage1_nope")
     with pytest.raises(ConfigError, match="data.roots is empty"):
         train_vre(load_stage1_config("stage1_tiny", ["train.output_dir=unused"]))
