@@ -144,7 +144,7 @@ def test_cli_background_flag(tmp_path, capsys, tiny_model_dir):
 
 
 def test_cli_default_is_learned_for_photos_and_lanczos_for_videos():
-    from osdface.cli.restore import background_for
+    from osdface.face.background import background_for
 
     assert background_for(None, video=False) == "learned" and background_for(None, video=True) == "lanczos"
     assert background_for("learned", video=True) == "learned" and background_for("lanczos", video=False) == "lanczos"

@@ -296,6 +296,7 @@ def _aligned_steps(p: RestorePlan, pipe):
 
 def _photo_steps(p: RestorePlan, pipe):
     """(restore_batch, read) for whole photos: every face detected, restored, pasted back."""
+    from ..face.background import background_for
     from ..image_utils import check_upscaled, read_photo_and_mode
 
     restorer = _face_restorer(p, pipe, background_for(p.background, video=False))
@@ -317,12 +318,6 @@ def _photo_steps(p: RestorePlan, pipe):
     return restore_batch, read
 
 
-def background_for(background: Optional[str], video: bool) -> str:
-    """``--background`` as given, else the default: "learned" for photos, "lanczos" for video frames (the
-    network costs seconds a frame on a CPU, Lanczos milliseconds)."""
-    return background or ("lanczos" if video else "learned")
-
-
 def _face_restorer(p: RestorePlan, pipe, background: str):
     from ..photos import make_face_restorer
 
@@ -333,6 +328,7 @@ def _face_restorer(p: RestorePlan, pipe, background: str):
 
 
 def _restore_videos(p: RestorePlan, pipe, result) -> None:
+    from ..face.background import background_for
     from ..video.batch import make_stabilisers, restore_videos, video_restorer_maker
 
     stabilisers = make_stabilisers(p.landmark_smoothing, p.prompt_smoothing, p.temporal_radius)

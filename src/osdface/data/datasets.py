@@ -12,8 +12,9 @@ Every sample is a dict::
     path     str, the HQ file used;   lq_path (paired only) str
     index    int, the index asked for
     params   str, JSON of everything drawn for this sample (degradation params, "hflip")
-    mask     (``HQFolderDataset(valid_mask=True)`` only) float32 (1, size, size) in [0, 1]: the share of
-             each pixel that alignment took from inside the photo (0: filled by reflection)
+    mask     (``HQFolderDataset(valid_mask=True)`` only) float32 (1, size, size) in [0, 1]: 1 where
+             alignment took the pixel from inside the photo, 0 where it filled in a reflection (between the two
+             where the crop was resized to ``size``)
 
 ``params`` is a JSON string so that the default collate function batches samples whose params
 differ in structure (e.g. one or two stages); ``json.loads`` gives the dict back.
@@ -184,13 +185,13 @@ class HQFolderDataset(_SkippingDataset):
         return len(self.paths)
 
     def _mask(self, j: int, side: int) -> np.ndarray:
-        """(side, side) float32: the inside-the-photo share of each pixel of file j's crop."""
+        """(side, side) float32: where file j's crop lies inside its photo (``alignment.inside_mask``)."""
         from ..face.alignment import inside_mask
 
         record = self._align_records.get(self.paths[j].resolve())
         if record is None:
             return np.ones((side, side), np.float32)
-        mask = inside_mask(np.array(record["affine"]), record["image_hw"], record["size"])
+        mask = inside_mask(np.array(record["affine"]), record["size"], record["image_hw"])
         return fit_square(mask, side)
 
     def _describe(self) -> str:

@@ -11,7 +11,7 @@ photo, largest first when ``max_faces`` cuts) plus ``DIR/manifest.json``::
      "no_face": ["photos/b.jpg"], "failed": [{"source": "photos/c.jpg", "error": "..."}]}
 
 ``outside`` is the share of the crop that lies outside the photo, where alignment fills in a reflection
-(``alignment.outside_fraction``); with ``image_hw`` and ``affine`` it gives each pixel's share
+(``alignment.outside_fraction``); with ``image_hw`` and ``affine`` it tells, pixel by pixel, which part
 (``alignment.inside_mask``), which training can leave out of its losses (stage 2's ``data.valid_mask``).
 
 Re-runs skip photos whose crops exist (``overwrite=False``); photos aligned into the folder by earlier

@@ -162,18 +162,24 @@ def warp_face(
     )
 
 
-def inside_mask(affine: np.ndarray, image_hw: Sequence[int], face_size: int = 512) -> np.ndarray:
-    """(face_size, face_size) float32 in [0, 1]: how much of each crop pixel ``warp_face`` takes from
-    inside the photo (1) rather than from the reflected border (0); bilinear at the photo's edge."""
-    h, w = int(image_hw[0]), int(image_hw[1])
-    ones = np.ones((h, w), np.float32)
-    return cv2.warpAffine(ones, np.asarray(affine, dtype=np.float64), (face_size, face_size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+def inside_mask(affine: np.ndarray, face_size: int, canvas_hw: Sequence[int]) -> np.ndarray:
+    """(face_size, face_size) float32: 1 where a pixel of the crop ``warp_face`` cuts with ``affine`` (canvas →
+    crop) comes from inside the canvas (``canvas_hw``), 0 where it lies outside (filled by reflection)."""
+    inv = invert_affine(affine)
+    h, w = canvas_hw[:2]
+    corners = transform_points(inv, [[0, 0], [face_size - 1, 0], [0, face_size - 1], [face_size - 1] * 2])
+    if (corners >= -0.5).all() and (corners[:, 0] <= w - 0.5).all() and (corners[:, 1] <= h - 0.5).all():
+        return np.ones((face_size, face_size), dtype=np.float32)  # the common case: crop fully inside
+    grid = np.arange(face_size, dtype=np.float64)
+    x = inv[0, 0] * grid[None, :] + inv[0, 1] * grid[:, None] + inv[0, 2]
+    y = inv[1, 0] * grid[None, :] + inv[1, 1] * grid[:, None] + inv[1, 2]
+    inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    return inside.astype(np.float32)
 
 
 def outside_fraction(affine: np.ndarray, image_hw: Sequence[int], face_size: int = 512) -> float:
     """The share of a ``face_size`` crop that lies outside the photo (filled by reflection), in [0, 1]."""
-    return float(1.0 - inside_mask(affine, image_hw, face_size).mean())
+    return float(1.0 - inside_mask(affine, face_size, image_hw).mean())
 
 
 def align_faces(

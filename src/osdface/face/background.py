@@ -19,7 +19,8 @@ import numpy as np
 from .restorer import BackgroundUpsampler, lanczos_upsampler
 
 BACKGROUNDS = ("lanczos", "learned")
-DEFAULT_BACKGROUND = "learned"
+DEFAULT_BACKGROUND = "learned"  # photos
+VIDEO_BACKGROUND = "lanczos"  # a video's frames: the network costs seconds a frame on a CPU, Lanczos milliseconds
 _lock = threading.Lock()
 
 
@@ -54,6 +55,12 @@ def check_background(name: str) -> str:
         raise OSDFaceError(f"--background learned: its weights are missing from this install ({background_sr_dir()}); "
                            "reinstall osdface or use --background lanczos")
     return name
+
+
+def background_for(background: str | None, video: bool) -> str:
+    """``--background`` as given, else the default: ``DEFAULT_BACKGROUND`` for photos, ``VIDEO_BACKGROUND``
+    for a video's frames."""
+    return background or (VIDEO_BACKGROUND if video else DEFAULT_BACKGROUND)
 
 
 def background_upsampler(name: str, device="cpu") -> BackgroundUpsampler:

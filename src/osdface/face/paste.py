@@ -19,7 +19,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .alignment import affine_scale, compose_affine, crop_bounds, invert_affine, transform_points
+from .alignment import affine_scale, compose_affine, crop_bounds, inside_mask
 from .color import match_color
 
 MASK_SHAPES = ("square", "ellipse")
@@ -72,20 +72,6 @@ def face_mask(face_size: int, shape: str = "square", parsing: np.ndarray | None 
     sigma = max(0.5, 0.01 * face_size)
     soft = cv2.GaussianBlur(soft, (0, 0), sigmaX=sigma, sigmaY=sigma)
     return base * soft
-
-
-def inside_mask(affine: np.ndarray, face_size: int, canvas_hw: Sequence[int]) -> np.ndarray:
-    """(face_size, face_size) float32: 1 where a crop pixel comes from inside the canvas, else 0."""
-    inv = invert_affine(affine)
-    h, w = canvas_hw[:2]
-    corners = transform_points(inv, [[0, 0], [face_size - 1, 0], [0, face_size - 1], [face_size - 1] * 2])
-    if (corners >= -0.5).all() and (corners[:, 0] <= w - 0.5).all() and (corners[:, 1] <= h - 0.5).all():
-        return np.ones((face_size, face_size), dtype=np.float32)  # the common case: crop fully inside
-    grid = np.arange(face_size, dtype=np.float64)
-    x = inv[0, 0] * grid[None, :] + inv[0, 1] * grid[:, None] + inv[0, 2]
-    y = inv[1, 0] * grid[None, :] + inv[1, 1] * grid[:, None] + inv[1, 2]
-    inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
-    return inside.astype(np.float32)
 
 
 def _warp_back(stack: np.ndarray, affine: np.ndarray, canvas_shape) -> tuple[tuple[int, ...], np.ndarray] | None:

@@ -237,8 +237,9 @@ class FaceRestorer:
         shape mask, without a parsing mask): for a caller that works on matched faces (video's filter)."""
         if not self.color_match:
             return face
-        affine = resize_affine(p.affines[k], p.rgb.shape[:2], self.output_hw(p))
-        weights = face_mask(self.face_size, self.mask_shape) * inside_mask(affine, self.face_size, self.output_hw(p))
+        out_hw = self.output_hw(p)
+        affine = resize_affine(p.affines[k], p.rgb.shape[:2], out_hw)
+        weights = face_mask(self.face_size, self.mask_shape) * inside_mask(affine, self.face_size, out_hw)
         return match_color(face, p.crops[k], weights=weights, method=self.color_method)
 
     def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],

@@ -58,11 +58,11 @@ class BackgroundSR(ModelMixin, ConfigMixin):
 
     @property
     def reach(self) -> int:
-        """Input pixels each side that one output pixel depends on: one per 3×3 layer (bicubic needs 2)."""
-        return max(len(self.body) + 2, 2)
+        """Input pixels each side that one output pixel depends on: one per 3×3 layer (at least the 2 bicubic needs)."""
+        return len(self.body) + 2
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        scale, r = self.config.scale, len(self.body) + 2
+        scale, r = self.config.scale, self.reach
         base = F.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False)  # (B, 3, sH, sW)
         x = F.pad(image - 0.5, (r, r, r, r), mode="replicate")  # (B, 3, H + 2r, W + 2r)
         x = F.relu(self.head(x))  # (B, C, H + 2r - 2, W + 2r - 2)

@@ -35,10 +35,9 @@ from safetensors.torch import load_file, save_file
 
 from ..models.background_sr import BackgroundSR
 from .config import config_to_dict, load_config, save_config
+from .mini2_data import split_hires
 
-PORTRAIT_SETS = ("london_neutral", "london_smiling", "canada", "3dsk")
-HELD_OUT_LONDON = range(90, 103)  # people 090–102, both expressions (as bench_no_harm holds them out)
-HELD_OUT_FFHQ = range(250, 300)
+PORTRAIT_SETS = ("london_neutral", "london_smiling", "canada", "3dsk")  # in this order (the seeded draws)
 
 
 @dataclass
@@ -60,24 +59,21 @@ class BackgroundSRConfig:
 
 
 def training_files(root: str | Path) -> list[Path]:
-    """The CC BY portraits, less the held-out London people."""
-    root = Path(root) / "portraits"
-    files = []
-    for name in PORTRAIT_SETS:
-        for path in sorted((root / name).glob("*.jpg")):
-            if name.startswith("london") and int(path.name[:3]) in HELD_OUT_LONDON:
-                continue
-            files.append(path)
-    return files
+    """The CC BY portraits on the training side of the hires split (``mini2_data.split_hires``: the held-out
+    London people left out), set by set in ``PORTRAIT_SETS`` order."""
+    root = Path(root)
+    train = set(split_hires(root)["train"])
+    return [path for name in PORTRAIT_SETS for path in sorted((root / "portraits" / name).glob("*.jpg"))
+            if path.relative_to(root).as_posix() in train]
 
 
 def held_out_files(root: str | Path) -> dict[str, list[Path]]:
-    """Validation images never trained on: {"london": 26 portraits (1024 px), "ffhq": 50 faces (512 px)}."""
+    """Validation images never trained on (the validation side of the hires split): {"london": the held-out
+    people's portraits (1024 px), "ffhq": the held-out FFHQ faces (512 px)}."""
     root = Path(root)
-    london = [p for name in ("london_neutral", "london_smiling")
-              for p in sorted((root / "portraits" / name).glob("*.jpg")) if int(p.name[:3]) in HELD_OUT_LONDON]
-    ffhq = [root / "ffhq512" / f"{i:05d}.jpg" for i in HELD_OUT_FFHQ]
-    return {"london": london, "ffhq": [p for p in ffhq if p.is_file()]}
+    val = split_hires(root)["val"]
+    return {"london": [root / r for r in val if r.startswith("portraits/london_")],
+            "ffhq": [root / r for r in val if r.startswith("ffhq512/")]}
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""osdface-mini 2's data (issue 21): the identity-held-out split of ../shared/data/hires, and a report of
-how much of each aligned face lies outside its photo.
+"""osdface-mini 2's data (issue 21): the identity-held-out split of ../shared/data/hires (the background
+network's training holds out the same files, ``training.background_sr``), and a report of how much of each
+aligned face lies outside its photo.
 
 The split (no person on both sides):
 

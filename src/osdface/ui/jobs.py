@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from ..batch_files import one_line
-from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND
+from ..face.background import BACKGROUNDS, DEFAULT_BACKGROUND, VIDEO_BACKGROUND
 from ..face.no_harm import MIN_FUSION_RATIO
 from ..errors import Cancelled, ImageReadError, OSDFaceError
 from ..files import atomic_write
@@ -312,7 +312,7 @@ class RestoreService:
                                   only_center_face=options.only_center_face, min_face_size=options.min_face_size,
                                   max_faces=options.max_faces, color_match=options.color_match,
                                   fidelity=options.fidelity, no_harm=self.no_harm,
-                                  background="lanczos" if video else options.background)
+                                  background=VIDEO_BACKGROUND if video else options.background)
 
     def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
         """image → (restored image, [(face image, score, verdict or None)]) for the chosen mode."""
