@@ -1,112 +1,164 @@
-"""The bundled osdface-mini model on held-out faces: quality against its input, and speed.
+"""The bundled models, osdface-mini (128 px) and osdface-mini 2 (256 px), on held-out faces: quality, how
+much each uses its visual prompt, and speed, side by side in one run.
 
-1. **Val split** (UTKFace ``val.txt``, never trained on): faces aligned at 128 as inference aligns them
-   (``osdface align``), degraded with the ``mini`` preset and a fixed seed (face i: ``rng_for(seed, 0, i)``).
-   The LQ input is the degraded face at the model size (the preset resizes back with bilinear).
-2. **Unseen faces**: real faces from outside UTKFace, photographed at higher resolution and downscaled
-   to the model size by the alignment: scikit-image's astronaut and the six people of insightface's
-   ``t1.jpg`` (read from the insightface wheel, fetched from the package registry into a cache and never
-   installed; skipped when unreachable), each degraded with 4 seeds.
+1. **Faces** held out from both models' training, aligned at 256 by ``osdface align`` as inference aligns
+   them (``scripts/prepare_mini2_data.sh`` writes them):
+   - **UTKFace val** (the fixed ``val.txt``; 200-px photos, so ~60 % of each 256-px crop is the alignment's
+     reflection of the photo's border; PSNR is also given over the inside-the-photo pixels only);
+   - **hires val** (``osdface.training.mini2_data.split_hires``: FFHQ 00250–00299 and the London people
+     090–102, people on neither model's training side).
+   The 128-px faces are the 256-px ones shrunk by area.
+2. **Two protocols**, each face degraded with a fixed seed:
+   - **at 128**: the ``mini`` preset (blur, ÷1–4, noise, JPEG) on the 128-px face, resized back (mini's
+     training recipe and its README figures);
+   - **at 256**: area ÷4, Gaussian noise σ 5, JPEG q 60, bicubic back to 256 (issue 21's held-out recipe).
+   Each model restores both: a model of the other size gets the LQ resized to its own size (bicubic up,
+   area down) and its output resized back the same way, as the photo path does.
+3. **Prompt use**: the 256 protocol on hires val through each model with its prompt as is, zeroed, and
+   shuffled (each face given its neighbour's prompt in the batch): the mean absolute change of the output
+   (of 255) and the PSNR between the two outputs.
+4. **Speed**: seconds per face on this CPU, fp32 and (where the CPU has native bf16) bf16 autocast, batch
+   1 and 16; the size of each model's folder.
 
-Metrics: PSNR and SSIM (RGB, 8-bit), and NIQE. NIQE needs at least two 96-px blocks, so it is computed on
-the faces upscaled ×4 (bicubic, 512 px) — the same for every column. Seconds per face: fp32 (and bf16
-autocast where the CPU has native bf16) at batch 1 and 16.
-
-Writes a Markdown table (``--output``) and a grid PNG (``--grid``): LQ | mini | GT, two faces a row
-(8 val faces, then 4 unseen ones).
+NIQE needs at least two 96-px blocks: it is computed on faces brought to 512 px (bicubic ×4 at 128, ×2 at
+256): the same for every column. Writes ``--output`` (Markdown) and ``--grid`` (PNG: LQ | mini 128 |
+mini 256 | GT at 256 px, hires val then UTKFace val).
 
 Usage:
-    python benchmarks/bench_mini.py                          # ~5 min on 2 cores
-    python benchmarks/bench_mini.py --val-dir runs/mini/faces_val --count 100
+    bash scripts/prepare_mini2_data.sh                         # the aligned faces (runs/mini2/*_val)
+    python benchmarks/bench_mini.py                            # ~10 min on 2 cores
+    python benchmarks/bench_mini.py --model256 runs/mini2/stage2/export/osdface   # a model before packaging
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
+import json
 import time
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-TARGET_PSNR_GAIN = 1.5  # dB over the LQ input (issue 9)
-UTK = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
-CACHE = Path.home() / ".cache" / "osdface-tests"
+TARGET_PSNR_GAIN = 1.5  # dB over the LQ input (issues 9 and 21)
+TARGET_SECONDS = 0.1  # a face at batch 16 on CPU (issue 21)
+TARGET_MB = 60
+NOISE_256, JPEG_256 = 5.0, 60
 
 
-def val_faces(val_dir: Path | None, count: int, size: int) -> tuple[list[np.ndarray], list[str]]:
-    """Aligned val faces: from ``val_dir`` (written by ``osdface align``), else aligned here from UTKFace."""
+# ----------------------------------------------------------------------------- faces and degradations
+
+
+def aligned_faces(folder: Path, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The first ``count`` crops of an ``osdface align`` folder (sorted by name) and, per crop, the mask of
+    its pixels inside the photo (1) against those filled by reflection (0), from the manifest's records."""
+    from osdface.face.alignment import inside_mask
     from osdface.image_utils import read_image
 
-    if val_dir is not None and val_dir.is_dir():
-        paths = sorted(val_dir.glob("*.png"))[:count]
-        return [read_image(p) for p in paths], [p.name for p in paths]
-    from osdface.face import create_detector
-    from osdface.face.align_folder import align_photo
-    from osdface.image_utils import read_photo
-
-    detector = create_detector("mtcnn")
-    faces, names = [], []
-    for name in (UTK / "val.txt").read_text().split():
-        found = align_photo(read_photo(UTK / "crop_part1" / name), detector, size, only_center_face=True)
-        if found:
-            faces.append(found[0][0])
-            names.append(name)
-        if len(faces) == count:
-            break
-    return faces, names
+    manifest = json.loads((folder / "manifest.json").read_text())
+    records = {r["file"]: r for r in manifest.get("faces", []) if "file" in r}
+    faces, masks = [], []
+    for path in sorted(folder.glob("*.png"))[:count]:
+        face = read_image(path)
+        record = records.get(path.name)
+        if record is not None and "image_hw" in record:
+            mask = inside_mask(np.asarray(record["affine"], np.float64), int(manifest["size"]), record["image_hw"])
+        else:
+            mask = np.ones(face.shape[:2], np.float32)
+        faces.append(face)
+        masks.append(mask)
+    return faces, masks
 
 
-def unseen_faces(size: int) -> list[np.ndarray]:
-    """Aligned faces of scikit-image's astronaut and insightface's t1.jpg (when the wheel can be had)."""
-    import skimage.data
-
-    from osdface.face import create_detector
-    from osdface.face.align_folder import align_photo
-
-    detector = create_detector("mtcnn")
-    photos = [skimage.data.astronaut()]
-    wheels = sorted(CACHE.glob("insightface-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "insightface==2.1", "-d",
-                        str(CACHE)], capture_output=True, timeout=180)
-        wheels = sorted(CACHE.glob("insightface-*.whl"))
-    if wheels:
-        with zipfile.ZipFile(wheels[0]) as z:
-            data = np.frombuffer(z.read("insightface/data/images/t1.jpg"), np.uint8)
-        photos.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
-    else:
-        print("note: insightface wheel not reachable; unseen faces = the astronaut only")
-    return [crop for photo in photos for crop, _ in align_photo(photo, detector, size)]
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Area when shrinking, bicubic when enlarging (as the photo path aligns and pastes)."""
+    if image.shape[0] == size:
+        return image
+    method = cv2.INTER_AREA if size < image.shape[0] else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=method)
 
 
-def restore(pipe, faces: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-    return list(pipe(faces, batch_size=batch_size, output_type="np").images)
+def degrade_256(face: np.ndarray, seed: int) -> np.ndarray:
+    """Issue 21's held-out recipe: area ÷4, noise σ 5, JPEG q 60, bicubic back to the face's size."""
+    size = face.shape[0]
+    small = cv2.resize(face, (size // 4, size // 4), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small += np.random.default_rng(seed).normal(0.0, NOISE_256, small.shape).astype(np.float32)
+    small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_256])
+    small = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def niqe_x4(faces: list[np.ndarray]) -> float:
+def degrade_128(face: np.ndarray, seed: int, index: int) -> np.ndarray:
+    from osdface.data.degradations import degrade, rng_for
+
+    return degrade(face, "mini", rng_for(seed, 0, index))[0]
+
+
+# ----------------------------------------------------------------------------- models and measures
+
+
+def restore(pipe, lq: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """Each LQ face through ``pipe`` at the model's size, the output brought back to the LQ's size."""
+    size, own = lq[0].shape[0], pipe.sample_size
+    out = pipe([resize(x, own) for x in lq], batch_size=batch_size, output_type="np").images
+    return [resize(x, size) for x in out]
+
+
+def psnr(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
+    err = (pred.astype(np.float64) - gt.astype(np.float64)) ** 2
+    mse = err.mean() if mask is None else (err * mask[..., None]).sum() / max(mask.sum() * 3, 1)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def niqe_512(faces: list[np.ndarray]) -> float:
     from osdface.metrics.niqe import compute_niqe
 
-    big = [cv2.resize(f, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC) for f in faces]
-    return float(np.nanmean(compute_niqe(big)))
+    return float(np.nanmean(compute_niqe([resize(f, 512) for f in faces])))
 
 
-def quality(pred: list[np.ndarray], gt: list[np.ndarray]) -> dict[str, float]:
-    from osdface.metrics.full_reference import compute_psnr, compute_ssim
+def quality(pred: list[np.ndarray], gt: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
+    from osdface.metrics.full_reference import compute_ssim
 
-    return {"PSNR": float(compute_psnr(np.stack(pred), np.stack(gt)).mean()),
-            "SSIM": float(compute_ssim(np.stack(pred), np.stack(gt)).mean()), "NIQE": niqe_x4(pred)}
+    per_face = np.array([psnr(p, g) for p, g in zip(pred, gt)])
+    return {"PSNR": float(per_face.mean()), "per_face": per_face,
+            "PSNR in": float(np.mean([psnr(p, g, m) for p, g, m in zip(pred, gt, masks)])),
+            "SSIM": float(compute_ssim(np.stack(pred), np.stack(gt)).mean()), "NIQE": niqe_512(pred)}
 
 
-def seconds_per_face(pipe, size: int, batch: int, repeats: int = 3) -> float:
+@torch.no_grad()
+def prompt_use(pipe, lq: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """{"zeroed"|"shuffled": (mean |Δ| of 255, PSNR in dB)} of the output against the output with the prompt as is."""
+    from osdface.image_utils import to_tensor
+
+    batch = torch.cat([to_tensor(resize(x, pipe.sample_size)) for x in lq]).to(pipe.device, pipe.dtype)
+    base = pipe.generate(batch)
+    prompts = base["prompt_embeds"]
+    changed = {"zeroed": torch.zeros_like(prompts), "shuffled": prompts.roll(1, dims=0)}
+    to_255 = lambda t: (t.float().clamp(-1, 1) + 1) * 127.5  # noqa: E731
+    out = {}
+    for name, prompt in changed.items():
+        image = pipe.generate(batch, prompt_embeds=prompt)["image"]
+        diff = (to_255(image) - to_255(base["image"])).abs()
+        mse = float((diff ** 2).mean())
+        out[name] = (float(diff.mean()), 10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+    return out
+
+
+def seconds_per_face(pipe, batch: int) -> float:
     from osdface.metrics.speed import time_per_face
 
+    size = pipe.sample_size
     lq = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    return time_per_face(pipe, lq, repeats=repeats)
+    return time_per_face(pipe, lq, repeats=3)
+
+
+def folder_mb(name: str) -> float:
+    from osdface.bundled import resolve_bundled
+
+    folder = resolve_bundled(name) or Path(name)
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
 def grid(rows: list[tuple[np.ndarray, ...]], gap: int = 4) -> np.ndarray:
@@ -120,86 +172,114 @@ def grid(rows: list[tuple[np.ndarray, ...]], gap: int = 4) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- the run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="mini", help="'mini' (the bundled model) or one of our model folders")
-    parser.add_argument("--val-dir", type=Path, default=Path("runs/mini/faces_val"))
-    parser.add_argument("--count", type=int, default=1000, help="val faces used (all 452 by default)")
-    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--model128", default="mini128", help="the 128-px model: a bundled name or a model folder")
+    parser.add_argument("--model256", default="mini256", help="the 256-px model: a bundled name or a model folder")
+    parser.add_argument("--faces", type=Path, default=Path("runs/mini2"), help="holds utk_val/ and hires_val/ (aligned at 256)")
+    parser.add_argument("--count", type=int, default=1000, help="faces of each set at most (all by default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/mini.md"))
     parser.add_argument("--grid", type=Path, default=Path("docs/mini_grid.png"))
     args = parser.parse_args()
 
-    from osdface.data.degradations import degrade, rng_for
+    from osdface.hardware import cpu_description, cpu_native_bf16
     from osdface.image_utils import write_image_atomic
-    from osdface.hardware import cpu_description
     from osdface.pipeline import OSDFacePipeline
 
     torch.set_grad_enabled(False)
-    pipe = OSDFacePipeline.from_pretrained(args.model)
-    size = pipe.sample_size
     print(f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"model: {args.model} ({size} px); preset {args.preset}, seed {args.seed}")
+    names = {"mini 128": args.model128, "mini 256": args.model256}
+    pipes = {label: OSDFacePipeline.from_pretrained(name) for label, name in names.items()}
 
-    # 1. Val split and unseen faces, degraded with fixed seeds.
+    # 1. Faces (256 px, and shrunk to 128) and their LQ under both protocols.
     start = time.perf_counter()
-    gt_val, _ = val_faces(args.val_dir, args.count, size)
-    lq_val = [degrade(face, args.preset, rng_for(args.seed, 0, i))[0] for i, face in enumerate(gt_val)]
-    unseen = unseen_faces(size)
-    gt_new = [face for face in unseen for _ in range(4)]
-    lq_new = [degrade(face, args.preset, rng_for(args.seed + 1, 0, i))[0] for i, face in enumerate(gt_new)]
-    print(f"{len(gt_val)} val faces, {len(unseen)} unseen faces × 4 degradations ({time.perf_counter() - start:.0f} s)")
+    sets = {}
+    for label, folder in (("hires val", "hires_val"), ("UTKFace val", "utk_val")):
+        gt, masks = aligned_faces(args.faces / folder, args.count)
+        gt128 = [resize(f, 128) for f in gt]
+        masks128 = [(cv2.resize(m, (128, 128), interpolation=cv2.INTER_AREA) > 0.5).astype(np.float32) for m in masks]
+        sets[label, 128] = (gt128, masks128, [degrade_128(f, args.seed, i) for i, f in enumerate(gt128)])
+        sets[label, 256] = (gt, masks, [degrade_256(f, args.seed * 100_003 + i) for i, f in enumerate(gt)])
+    print(f"faces: " + ", ".join(f"{k[0]} {len(v[0])}" for k, v in sets.items() if k[1] == 256)
+          + f" ({time.perf_counter() - start:.0f} s)")
 
-    # 2. Restore and measure.
-    out_val, out_new = restore(pipe, lq_val), restore(pipe, lq_new)
-    rows = []
-    for name, lq, out, gt in (("val", lq_val, out_val, gt_val), ("unseen", lq_new, out_new, gt_new)):
-        q_lq, q_out, q_gt = quality(lq, gt), quality(out, gt), {"NIQE": niqe_x4(gt)}
-        rows.append((name, len(gt), q_lq, q_out, q_gt))
+    # 2. Quality: every set, both protocols, both models.
+    results, outputs = {}, {}
+    for (label, size), (gt, masks, lq) in sets.items():
+        results[label, size, "LQ"] = quality(lq, gt, masks)
+        for model, pipe in pipes.items():
+            start = time.perf_counter()
+            outputs[label, size, model] = restore(pipe, lq)
+            results[label, size, model] = quality(outputs[label, size, model], gt, masks)
+            print(f"{label} at {size}: {model} {results[label, size, model]['PSNR']:.2f} dB "
+                  f"(LQ {results[label, size, 'LQ']['PSNR']:.2f}; {time.perf_counter() - start:.0f} s)")
+        results[label, size, "GT"] = {"NIQE": niqe_512(gt)}
 
-    # 3. Speed.
-    speed = {(dt, b): None for dt in ("fp32", "bf16") for b in (1, 16)}
-    for b in (1, 16):
-        speed["fp32", b] = seconds_per_face(pipe, size, b)
-    from osdface.hardware import cpu_native_bf16
-    from osdface.metrics.full_reference import compute_psnr
+    # 3. Prompt use, 4. speed and size.
+    hires_lq = sets["hires val", 256][2]
+    prompt = {model: prompt_use(pipe, hires_lq[:64]) for model, pipe in pipes.items()}
+    speed = {}
+    for model, name in names.items():
+        speed[model, "fp32"] = [seconds_per_face(pipes[model], b) for b in (1, 16)]
+        if cpu_native_bf16():  # emulated bf16 is slow: timed only where the CPU has it
+            bf16 = OSDFacePipeline.from_pretrained(name, dtype=torch.bfloat16)
+            speed[model, "bf16"] = [seconds_per_face(bf16, b) for b in (1, 16)]
+    sizes = {model: folder_mb(name) for model, name in names.items()}
 
-    bf16 = OSDFacePipeline.from_pretrained(args.model, dtype=torch.bfloat16)
-    agreement = compute_psnr(np.stack(restore(bf16, lq_val)), np.stack(out_val))  # bf16 vs fp32 outputs
-    if cpu_native_bf16():  # emulated bf16 is slow: timed only where the CPU has it
-        for b in (1, 16):
-            speed["bf16", b] = seconds_per_face(bf16, size, b)
-
-    # 4. Report.
+    # 5. Report.
     lines = [f"CPU: {cpu_description()}; torch {torch.__version__}", "",
-             f"Degradation: preset `{args.preset}`, seed {args.seed}; NIQE on ×4 bicubic upscales (512 px).", "",
-             "| faces | n | PSNR LQ | PSNR mini | gain | SSIM LQ | SSIM mini | NIQE LQ | NIQE mini | NIQE GT |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, n, q_lq, q_out, q_gt in rows:
-        lines.append(f"| {name} | {n} | {q_lq['PSNR']:.2f} | {q_out['PSNR']:.2f} | {q_out['PSNR'] - q_lq['PSNR']:+.2f} "
-                     f"| {q_lq['SSIM']:.4f} | {q_out['SSIM']:.4f} | {q_lq['NIQE']:.3f} | {q_out['NIQE']:.3f} "
-                     f"| {q_gt['NIQE']:.3f} |")
-    lines += ["", "| seconds per face | batch 1 | batch 16 |", "|---|---|---|"]
-    for dt in ("fp32", "bf16"):
-        if speed[dt, 1] is not None:
-            lines.append(f"| {dt} | {speed[dt, 1]:.4f} | {speed[dt, 16]:.4f} |")
-    lines += ["", f"bf16 (weights cast, VRE/adapter fp32) vs fp32 outputs on the val faces: PSNR mean "
-              f"{agreement.mean():.1f} dB, min {agreement.min():.1f} dB (target ≥ 40)."]
-    name, n, q_lq, q_out, _ = rows[0]
-    gain = q_out["PSNR"] - q_lq["PSNR"]
-    lines += ["", f"Targets (val): PSNR gain {gain:+.2f} dB (≥ +{TARGET_PSNR_GAIN}: "
-              f"{'met' if gain >= TARGET_PSNR_GAIN else 'NOT met'}); NIQE {q_out['NIQE']:.3f} vs LQ {q_lq['NIQE']:.3f} "
-              f"({'met' if q_out['NIQE'] < q_lq['NIQE'] else 'NOT met'})."]
+             f"At 128: preset `mini`, seed {args.seed}. At 256: area ÷4, noise σ {NOISE_256:g}, JPEG q {JPEG_256}, "
+             "bicubic back. NIQE on faces brought to 512 px. PSNR in: over the pixels inside the photo "
+             "(UTKFace's crops are ~60 % reflection). Worse: faces whose PSNR fell below their LQ's.", "",
+             "| faces | px | n | PSNR LQ | mini 128 | mini 256 | gain 128 | gain 256 | PSNR in: LQ / 128 / 256 "
+             "| SSIM LQ / 128 / 256 | NIQE LQ / 128 / 256 / GT | worse 128 / 256 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (label, size), (gt, _, _) in sets.items():
+        lq, a, b = (results[label, size, k] for k in ("LQ", "mini 128", "mini 256"))
+        worse = [int((r["per_face"] < lq["per_face"]).sum()) for r in (a, b)]
+        lines.append(f"| {label} | {size} | {len(gt)} | {lq['PSNR']:.2f} | {a['PSNR']:.2f} | {b['PSNR']:.2f} "
+                     f"| {a['PSNR'] - lq['PSNR']:+.2f} | {b['PSNR'] - lq['PSNR']:+.2f} "
+                     f"| {lq['PSNR in']:.2f} / {a['PSNR in']:.2f} / {b['PSNR in']:.2f} "
+                     f"| {lq['SSIM']:.4f} / {a['SSIM']:.4f} / {b['SSIM']:.4f} "
+                     f"| {lq['NIQE']:.2f} / {a['NIQE']:.2f} / {b['NIQE']:.2f} / {results[label, size, 'GT']['NIQE']:.2f} "
+                     f"| {worse[0]} / {worse[1]} |")
+    lines += ["", "Prompt use (hires val at 256, 64 faces): the output's change when the prompt is replaced.", "",
+              "| model | zeroed: mean abs (of 255) | zeroed: PSNR to as-is | shuffled: mean abs | shuffled: PSNR |",
+              "|---|---|---|---|---|"]
+    for model, p in prompt.items():
+        lines.append(f"| {model} | {p['zeroed'][0]:.2f} | {p['zeroed'][1]:.1f} dB | {p['shuffled'][0]:.2f} "
+                     f"| {p['shuffled'][1]:.1f} dB |")
+    lines += ["", "| model | folder MB | fp32 s/face, batch 1 | batch 16 | bf16 batch 1 | batch 16 |", "|---|---|---|---|---|---|"]
+    for model in names:
+        fp32, bf16 = speed[model, "fp32"], speed.get((model, "bf16"), [float("nan")] * 2)
+        lines.append(f"| {model} | {sizes[model]:.1f} | {fp32[0]:.4f} | {fp32[1]:.4f} | {bf16[0]:.4f} | {bf16[1]:.4f} |")
+    gain128 = results["UTKFace val", 128, "mini 256"]["PSNR"] - results["UTKFace val", 128, "LQ"]["PSNR"]
+    gain256 = results["hires val", 256, "mini 256"]["PSNR"] - results["hires val", 256, "LQ"]["PSNR"]
+    niqe = results["hires val", 256, "mini 256"]["NIQE"], results["hires val", 256, "LQ"]["NIQE"]
+    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    lines += ["", "Targets for mini 256 (issue 21):",
+              f"- PSNR at 128, UTKFace val: {gain128:+.2f} dB over LQ (≥ +{TARGET_PSNR_GAIN}: {verdict(gain128 >= TARGET_PSNR_GAIN)});",
+              f"- PSNR at 256, hires val: {gain256:+.2f} dB over LQ (≥ +{TARGET_PSNR_GAIN}: {verdict(gain256 >= TARGET_PSNR_GAIN)});",
+              f"- NIQE at 256, hires val: {niqe[0]:.2f} vs LQ {niqe[1]:.2f} ({verdict(niqe[0] < niqe[1])});",
+              f"- size {sizes['mini 256']:.1f} MB (≤ {TARGET_MB}: {verdict(sizes['mini 256'] <= TARGET_MB)}); "
+              f"{speed['mini 256', 'fp32'][1]:.4f} s a face at batch 16, fp32 (≤ {TARGET_SECONDS}: "
+              f"{verdict(speed['mini 256', 'fp32'][1] <= TARGET_SECONDS)})."]
     report = "\n".join(lines) + "\n"
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
-    # grid: two (LQ | mini | GT) triplets per row; 8 val faces, then 4 unseen ones
-    picks = [(lq_val[i], out_val[i], gt_val[i]) for i in range(0, min(len(gt_val), 64), 8)]
-    picks += [(lq_new[i], out_new[i], gt_new[i]) for i in range(0, len(gt_new), 4)][:4]
-    picks = picks[: len(picks) // 2 * 2]
-    rows = [picks[i] + picks[i + 1] for i in range(0, len(picks), 2)]
+
+    # grid at 256 px: LQ | mini 128 | mini 256 | GT; 6 hires val faces, then 2 UTKFace val ones (256 protocol)
+    picks = []
+    for label, count in (("hires val", 6), ("UTKFace val", 2)):
+        gt, _, lq = sets[label, 256]
+        for i in np.linspace(0, len(gt) - 1, count).astype(int):
+            picks.append((lq[i], outputs[label, 256, "mini 128"][i], outputs[label, 256, "mini 256"][i], gt[i]))
+    rows = [picks[i] + picks[i + 1] for i in range(0, len(picks) - 1, 2)]
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     write_image_atomic(grid(rows), args.grid)
     print(f"wrote {args.output} and {args.grid}")

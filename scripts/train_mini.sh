@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the bundled osdface-mini weights (src/osdface/weights/mini) from the shared UTKFace faces.
+# Regenerate the bundled osdface-mini weights (src/osdface/weights/mini128) from the shared UTKFace faces.
 # Every step is seeded (configs: osdface/configs/stage1_mini.yaml, stage2_mini.yaml); the README
 # ("The bundled mini model") gives the wall time of each step on a 2-core CPU.
 #
@@ -37,7 +37,7 @@ osdface train --resume latest --output "$WORK/stage2" train.max_steps=7500
 
 # 4. Package: float16 weights, configs, data lists and terms into the package data folder.
 stamp "package"
-python3 -m osdface.training.package_mini package "$WORK/stage2/export/osdface" src/osdface/weights/mini \
+python3 -m osdface.training.package_mini package "$WORK/stage2/export/osdface" src/osdface/weights/mini128 \
   --run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2" \
   --data-list "$UTK/train.txt" --data-list "$UTK/val.txt"
 stamp "done"

@@ -139,10 +139,40 @@ def test_mini_config_checks():
 
 @pytest.fixture
 def home(tmp_path, monkeypatch, tiny_model_dir):
-    """An empty $OSDFACE_HOME and a stand-in bundled model (the tiny test pipeline)."""
+    """An empty $OSDFACE_HOME and a stand-in bundled model (the tiny test pipeline) under every bundled name."""
     monkeypatch.setenv("OSDFACE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(bundled, "bundled_dir", lambda: Path(tiny_model_dir))
+    monkeypatch.setattr(bundled, "bundled_dir", lambda name: Path(tiny_model_dir))
     return tmp_path / "home"
+
+
+def test_bundled_names_resolve_in_the_default_order(tmp_path, monkeypatch, tiny_model_dir):
+    """"mini" is the first of DEFAULT_ORDER installed (mini256, then mini128); a named model is that one or
+    a clear error; "auto" falls back to the default one."""
+    import shutil
+
+    monkeypatch.setenv("OSDFACE_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(bundled, "bundled_dir", lambda name: weights / name)
+    assert bundled.resolve_bundled("mini") is None
+    with pytest.raises(WeightsNotFoundError, match="bundled mini model is missing"):
+        loading.find_weights(model="mini")
+    shutil.copytree(tiny_model_dir, weights / "mini128")
+    assert loading.find_weights() == ("bundled", weights / "mini128")
+    assert loading.find_weights(model="mini") == ("bundled", weights / "mini128")
+    with pytest.raises(WeightsNotFoundError, match="bundled mini256 model is missing"):
+        loading.find_weights(model="mini256")
+    shutil.copytree(tiny_model_dir, weights / "mini256")
+    assert loading.find_weights() == ("bundled", weights / "mini256")
+    assert loading.find_weights(model="mini") == ("bundled", weights / "mini256")
+    assert loading.find_weights(model="mini128") == ("bundled", weights / "mini128")
+    assert bundled.resolve_bundled("mini512") is None
+    with pytest.raises(OSDFaceError, match="takes no --weights"):
+        loading.find_weights(str(weights / "mini128"), model="mini128")
+    # the notice names the model in use, and the pipeline loads bundled names
+    assert "osdface-mini 2 model (256 px" in bundled.notice(weights / "mini256")
+    assert "osdface-mini model (128 px" in bundled.notice(weights / "mini128")
+    assert OSDFacePipeline.from_pretrained("mini128").sample_size == OSDFacePipeline.from_pretrained(
+        str(weights / "mini128")).sample_size
 
 
 def test_fallback_order(home, tiny_model_dir, tiny_release):
@@ -174,7 +204,7 @@ def test_restore_cli_says_when_it_uses_the_bundled_model(home, tmp_path):
     Image.fromarray(face_images(1, size=32, seed=3)[0]).save(src / "a.png")
     result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--output", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 0, result.output
-    assert "bundled osdface-mini" in result.output and "non-commercial" in result.output
+    assert "bundled osdface-mini 2" in result.output and "non-commercial" in result.output
     assert (tmp_path / "out" / "a.png").is_file()
     result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--model", "paper", "--output",
                                       str(tmp_path / "out2"), "-q"])
@@ -183,33 +213,43 @@ def test_restore_cli_says_when_it_uses_the_bundled_model(home, tmp_path):
 
 # ----------------------------------------------------------------------------- the shipped weights
 
-needs_bundled = pytest.mark.skipif(not bundled.bundled_available(), reason="no bundled mini weights in this tree")
+INSTALLED = [name for name in bundled.MODELS if bundled.is_installed(bundled.bundled_dir(name))]
+PRESET = {"mini128": "mini", "mini256": "mini256"}  # the training degradation of each
+each_bundled = pytest.mark.parametrize("name", INSTALLED or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no bundled weights in this tree"))])
 
 
-@needs_bundled
-def test_bundled_weights_load_with_every_key_and_are_deterministic():
+@each_bundled
+def test_bundled_weights_load_with_every_key_and_are_deterministic(name):
     from safetensors.torch import load_file
 
-    folder = bundled.bundled_dir()
+    folder = bundled.bundled_dir(name)
+    size_px = bundled.MODELS[name]["size"]
     index = json.loads((folder / "model_index.json").read_text())
-    assert index["sample_size"] == MINI_SIZE and index["lora"] == "merged"
+    assert index["sample_size"] == size_px and index["lora"] == "merged"
     assert (folder / "TERMS.md").read_text().count("non-commercial") >= 1
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert size <= 40 * 2**20
-    pipe = OSDFacePipeline.from_pretrained("mini")
+    assert size <= 60e6  # issue 21
+    pipe = OSDFacePipeline.from_pretrained(name)
     stored = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
     assert set(stored) == set(pipe.unet.state_dict())
     for name, p in pipe.unet.state_dict().items():
         assert torch.equal(p, stored[name].float())
-    lq = torch.from_numpy(np.stack(face_images(3, size=MINI_SIZE, seed=5))).permute(0, 3, 1, 2).float() / 127.5 - 1
+    lq = torch.from_numpy(np.stack(face_images(3, size=size_px, seed=5))).permute(0, 3, 1, 2).float() / 127.5 - 1
     a = pipe.restore_tensor(lq)
     b = torch.cat([pipe.restore_tensor(lq[i:i + 1]) for i in range(3)])
     assert torch.equal(a, pipe.restore_tensor(lq))
     torch.testing.assert_close(a, b, atol=2e-5, rtol=0)  # batch vs single: float noise only
 
 
-@needs_bundled
-def test_bundled_model_restores_a_degraded_face_better_than_its_input():
+def test_the_default_bundled_model_is_the_256_one_when_shipped():
+    assert bundled.DEFAULT_ORDER[0] == "mini256"
+    if "mini256" in INSTALLED:
+        assert bundled.resolve_bundled("mini") == bundled.bundled_dir("mini256")
+
+
+@each_bundled
+def test_bundled_model_restores_a_degraded_face_better_than_its_input(name):
     """A face no one here trained on (scikit-image's astronaut, aligned as inference aligns it), degraded
     four ways: the shipped model must improve every one."""
     data = pytest.importorskip("skimage.data")
@@ -218,17 +258,17 @@ def test_bundled_model_restores_a_degraded_face_better_than_its_input():
     from osdface.face.align_folder import align_photo
     from osdface.metrics.full_reference import compute_psnr
 
-    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), MINI_SIZE)
-    lq = np.stack([degrade(hq, "mini", rng_for(0, 0, i))[0] for i in range(4)])
-    out = OSDFacePipeline.from_pretrained("mini")(list(lq), output_type="np").images
+    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), bundled.MODELS[name]["size"])
+    lq = np.stack([degrade(hq, PRESET[name], rng_for(0, 0, i))[0] for i in range(4)])
+    out = OSDFacePipeline.from_pretrained(name)(list(lq), output_type="np").images
     ref = np.stack([hq] * 4)
     gains = compute_psnr(out, ref) - compute_psnr(lq, ref)
     assert (gains > 0).all(), gains
 
 
-@needs_bundled
+@each_bundled
 @pytest.mark.parametrize("mode", ["cast", "autocast"])
-def test_bundled_model_in_bfloat16_stays_within_40_db_of_float32(mode):
+def test_bundled_model_in_bfloat16_stays_within_40_db_of_float32(mode, name):
     """What --dtype auto picks on CPUs with native bf16 (and GPUs): the outputs of a trained model must
     stay ≥ 40 dB PSNR from the float32 ones."""
     data = pytest.importorskip("skimage.data")
@@ -237,10 +277,10 @@ def test_bundled_model_in_bfloat16_stays_within_40_db_of_float32(mode):
     from osdface.face.align_folder import align_photo
     from osdface.metrics.full_reference import compute_psnr
 
-    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), MINI_SIZE)
-    lq = [degrade(hq, "mini", rng_for(3, 0, i))[0] for i in range(4)] + [hq]
-    fp32 = OSDFacePipeline.from_pretrained("mini")
-    half = OSDFacePipeline.from_pretrained("mini")
+    (hq, _), = align_photo(data.astronaut(), create_detector("mtcnn"), bundled.MODELS[name]["size"])
+    lq = [degrade(hq, PRESET[name], rng_for(3, 0, i))[0] for i in range(4)] + [hq]
+    fp32 = OSDFacePipeline.from_pretrained(name)
+    half = OSDFacePipeline.from_pretrained(name)
     half = half.to(dtype=torch.bfloat16) if mode == "cast" else half.autocast(torch.bfloat16)
     a = fp32(lq, output_type="pt").images
     b = half(lq, output_type="pt").images
@@ -259,3 +299,34 @@ def test_bundled_and_pipeline_do_not_import_each_other():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not any(m.endswith("pipeline") for m in imported), imported  # pipeline imports bundled, not back
     assert callable(package_mini.package)
+
+
+def test_package_writes_a_loadable_folder_with_the_models_terms_and_training_record(tmp_path, tiny_model_dir):
+    """package_mini: the UNet stored in float16 (and loaded back as float32: the same weights rounded), the
+    VRE and adapter exact, the named model's terms, the run configs, their last validation and the lists."""
+    from safetensors.torch import load_file
+
+    from osdface.training.package_mini import package
+
+    run = tmp_path / "stage2"
+    run.mkdir()
+    (run / "config.yaml").write_text("train: {max_steps: 3}\n")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "val/psnr": 21.5}\n{"step": 3, "loss": 0.4}\n')
+    listing = tmp_path / "hires_val.txt"
+    listing.write_text("ffhq512/00250.jpg\n")
+    dest = package(tiny_model_dir, tmp_path / "mini256", runs=[run], data_lists=[listing], name="mini256")
+    terms = (dest / "TERMS.md").read_text()
+    assert "osdface-mini 2" in terms and "FFHQ" in terms and "CC BY" in terms and "non-commercial" in terms
+    stored = load_file(str(dest / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    source, packed = OSDFacePipeline.from_pretrained(tiny_model_dir), OSDFacePipeline.from_pretrained(dest)
+    for name, p in source.unet.state_dict().items():
+        assert torch.equal(packed.unet.state_dict()[name], p.half().float())
+    for a, b in ((source.vre, packed.vre), (source.adapter, packed.adapter)):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p, q), name
+    assert json.loads((dest / "training" / "runs.json").read_text()) == {"stage2": {"step": 2, "val/psnr": 21.5}}
+    assert (dest / "training" / "stage2.yaml").is_file() and (dest / "training" / "hires_val.txt").is_file()
+    with pytest.raises(ValueError, match="name must be"):
+        package(tiny_model_dir, tmp_path / "other", name="mini512")
+    assert not (tmp_path / "other").exists()

@@ -262,7 +262,8 @@ def test_cancel_button_reaches_only_its_own_session():
 
 
 def test_model_note_says_which_model():
-    assert "bundled osdface-mini" in describe_model("bundled", 128) and "non-commercial" in describe_model("bundled", 128)
+    assert "bundled osdface-mini**" in describe_model("bundled", 128) and "non-commercial" in describe_model("bundled", 128)
+    assert "bundled osdface-mini 2**" in describe_model("bundled", 256, Path("x/mini256"))
     assert "osdface download" in describe_model("bundled", 128)
     assert describe_model("ours", 512) == "**Model: OSDFace** (512 px faces), the installed weights."
 

@@ -1,44 +1,103 @@
-"""The bundled model, ``osdface-mini``: a small OSDFace we train ourselves and ship as package data.
+"""The bundled models: small OSDFaces we train ourselves and ship as package data.
 
 The paper's weights (SD 2.1-base + the release) cannot ship in a wheel, so a fresh install restores with
-this one until they are installed: the same ``OSDFacePipeline`` and recipe, at 128 px, trained by
-``scripts/train_mini.sh`` on UTKFace (non-commercial research terms, which the weights inherit).
+these until they are installed: the same ``OSDFacePipeline`` and recipe, configs only.
 
-    pipe = OSDFacePipeline.from_pretrained("mini")
+- ``mini256`` (osdface-mini 2): 256 px faces, trained by ``scripts/train_mini2.sh`` on UTKFace and the
+  shared high-resolution faces (FFHQ and CC BY studio portraits).
+- ``mini128`` (osdface-mini): 128 px faces, trained by ``scripts/train_mini.sh`` on UTKFace.
 
-The folder (``osdface/weights/mini``) is our format (``save_pretrained``, merged) with the UNet stored in
-float16 (it loads as float32), plus ``training/`` (the resolved config of every training run, the data
-lists, the final validation figures) and ``TERMS.md``.
+``mini`` names the default among them (``DEFAULT_ORDER``: the first one installed). Every one carries
+non-commercial research terms (UTKFace's and FFHQ's).
 
-``python -m osdface.training.package_mini EXPORT DEST --run RUN ... --data-list FILE ...`` writes such a
-folder from a stage-2 export (the last step of ``scripts/train_mini.sh``). This module only says where the
-model lives: it imports nothing of the pipeline, which imports it.
+    pipe = OSDFacePipeline.from_pretrained("mini")      # or "mini256", "mini128"
+
+Each folder (``osdface/weights/NAME``) is our format (``save_pretrained``, merged) with the UNet stored
+in float16 (it loads as float32), plus ``training/`` (the resolved config of every training run, the
+data lists, the final validation figures) and ``TERMS.md``; ``osdface.training.package_mini`` writes it
+from a stage-2 export. This module only says where the models live: it imports nothing of the pipeline.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
-BUNDLED_NAME = "mini"
-TERMS = """# osdface-mini: terms
+DEFAULT_NAME = "mini"
+DEFAULT_ORDER = ("mini256", "mini128")  # what "mini" means: the first of these installed
 
-These weights were trained by the osdface project on **UTKFace** (Zhang, Song, Qi, CVPR 2017), whose
-images are available for **non-commercial research purposes only**; the copyright of the images belongs
-to their original owners. The weights carry the same terms: non-commercial research use only.
-
-The paper's model (SD 2.1-base + the OSDFace release, trained on FFHQ, CC BY-NC-SA 4.0) is not included;
+_UTKFACE = ("**UTKFace** (Zhang, Song, Qi, CVPR 2017), whose images are available for **non-commercial research "
+            "purposes only**; the copyright of the images belongs to their original owners")
+_HIRES = """- 300 **FFHQ**-aligned faces at 512 px (FFHQ: CC BY-NC-SA 4.0, per-image licences of the original
+  photos; non-commercial research only);
+- studio portraits, **CC BY 4.0** / CC BY: DeBruine, L., & Jones, B. (2017). Face Research Lab London Set.
+  figshare. doi:10.6084/m9.figshare.5047666.v5 · DeBruine & Jones (2017). Young Adult White Faces with
+  Manipulated Versions. figshare. doi:10.6084/m9.figshare.4220517.v1 · DeBruine & Jones (2020). 3DSK face
+  set with webmorph templates. OSF. doi:10.17605/OSF.IO/A3947 (derived from 3D.sk images under a licence
+  for educational use)."""
+_PAPER = """The paper's model (SD 2.1-base + the OSDFace release, trained on FFHQ, CC BY-NC-SA 4.0) is not included;
 see the osdface README, section "Weights", to install it.
 """
-NOTICE = ("using the bundled osdface-mini model (128 px faces; trained by osdface on UTKFace: non-commercial "
-          "research use only). For the paper's model run `osdface download` (README, 'Weights') or pass "
-          "--weights DIR; --model paper insists on it.")
+
+MODELS: dict[str, dict] = {
+    "mini256": {
+        "title": "osdface-mini 2",
+        "size": 256,
+        "data": "UTKFace, FFHQ and CC BY portraits",
+        "terms": f"""# osdface-mini 2 (256 px): terms
+
+These weights were trained by the osdface project on {_UTKFACE}, and on:
+
+{_HIRES}
+
+The weights carry the most restrictive of these terms: **non-commercial research use only**.
+
+{_PAPER}""",
+    },
+    "mini128": {
+        "title": "osdface-mini",
+        "size": 128,
+        "data": "UTKFace",
+        "terms": f"""# osdface-mini: terms
+
+These weights were trained by the osdface project on {_UTKFACE}. The weights carry the same terms:
+non-commercial research use only.
+
+{_PAPER}""",
+    },
+}
+NAMES = (DEFAULT_NAME, *MODELS)
 
 
-def bundled_dir() -> Path:
-    """Where the bundled model lives inside the installed package."""
-    return Path(str(resources.files("osdface"))) / "weights" / BUNDLED_NAME
+def bundled_dir(name: str) -> Path:
+    """Where the bundled model ``name`` (a key of ``MODELS``) lives inside the installed package."""
+    return Path(str(resources.files("osdface"))) / "weights" / name
 
 
-def bundled_available() -> bool:
-    return (bundled_dir() / "model_index.json").is_file()
+def is_installed(folder: Path) -> bool:
+    return (folder / "model_index.json").is_file()
+
+
+def resolve_bundled(name: str) -> Optional[Path]:
+    """The folder of the bundled model ``name`` ("mini": the first of ``DEFAULT_ORDER`` installed), or None
+    when ``name`` is not a bundled name or that model is missing from this install."""
+    if name == DEFAULT_NAME:
+        return next((bundled_dir(n) for n in DEFAULT_ORDER if is_installed(bundled_dir(n))), None)
+    if name in MODELS and is_installed(bundled_dir(name)):
+        return bundled_dir(name)
+    return None
+
+
+def bundled_name(folder: Path) -> str:
+    """The key of ``MODELS`` for a bundled folder (its folder name), "mini" for anything else."""
+    return Path(folder).name if Path(folder).name in MODELS else DEFAULT_NAME
+
+
+def notice(folder: Path) -> str:
+    """The one line a run prints when it uses a bundled model: which, its terms, how to get the paper's."""
+    info = MODELS.get(bundled_name(folder), MODELS[DEFAULT_ORDER[0]])
+    return (f"using the bundled {info['title']} model ({info['size']} px faces; trained by osdface on {info['data']}: "
+            "non-commercial research use only). "
+            "For the paper's model run `osdface download` (README, 'Weights') or pass --weights DIR; "
+            "--model paper insists on it.")

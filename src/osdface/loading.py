@@ -76,28 +76,29 @@ def use_fast_layout(pipe: OSDFacePipeline, layout: str = "auto") -> OSDFacePipel
     return pipe.channels_last(layout == "channels_last" or (layout == "auto" and pipe.device.type == "cpu"))
 
 
-MODELS = ("auto", "paper", "mini")
+MODELS = ("auto", "paper", "mini", "mini256", "mini128")
 
 
 def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[str, Path]:
     """Which model to load: (kind, folder) with kind "ours" (model_index.json), "release" (the
-    official three files) or "bundled" (osdface-mini, shipped in the package).
+    official three files) or "bundled" (osdface-mini 2 / osdface-mini, shipped in the package).
 
     Order: ``weights`` when given; else ``$OSDFACE_HOME/osdface``, then ``$OSDFACE_HOME/osdface-release``;
-    else (``model="auto"``) the bundled mini model. ``model="mini"`` takes the bundled one directly;
-    ``model="paper"`` never falls back to it.
+    else (``model="auto"``) the default bundled model (``bundled.DEFAULT_ORDER``: mini256, then mini128).
+    ``model="mini"`` takes that one directly, ``"mini256"`` / ``"mini128"`` the one named;
+    ``model="paper"`` never falls back to them.
     """
-    from .bundled import bundled_available, bundled_dir
+    from .bundled import NAMES, resolve_bundled
 
     if model not in MODELS:
         raise OSDFaceError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
-    if model == "mini":
+    if model in NAMES:
         if weights:
-            raise OSDFaceError("--model mini is the bundled model: it takes no --weights")
-        if not bundled_available():
-            raise WeightsNotFoundError(f"the bundled mini model is missing from this install ({bundled_dir()}); "
-                                       "reinstall osdface")
-        return "bundled", bundled_dir()
+            raise OSDFaceError(f"--model {model} is a bundled model: it takes no --weights")
+        folder = resolve_bundled(model)
+        if folder is None:
+            raise WeightsNotFoundError(f"the bundled {model} model is missing from this install; reinstall osdface")
+        return "bundled", folder
     ours, release = default_weights_dirs()
     candidates = [Path(weights).expanduser()] if weights else [ours, release]
     for folder in candidates:
@@ -105,8 +106,8 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
             return "ours", folder
         if official.is_release_folder(folder):
             return "release", folder
-    if not weights and model == "auto" and bundled_available():
-        return "bundled", bundled_dir()
+    if not weights and model == "auto" and resolve_bundled("mini") is not None:
+        return "bundled", resolve_bundled("mini")
     where = " or ".join(str(c) for c in candidates)
     raise WeightsNotFoundError(
         f"OSDFace weights not found in {where}. Run `osdface download` (or download the three release files "
@@ -125,7 +126,7 @@ def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None,
                   dtype: str = "float32", model: str = "auto", notify=None) -> OSDFacePipeline:
     """The pipeline ``find_weights`` picks, on ``device`` in ``dtype``. ``notify(line)`` is told when
     the bundled mini model is used (with its terms and how to get the paper's model)."""
-    from .bundled import NOTICE
+    from .bundled import notice
 
     check_dtype_name(dtype)
     target = resolve_device(device)
@@ -136,7 +137,7 @@ def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None,
     else:
         pipe = OSDFacePipeline.from_pretrained(folder, sd_model=sd_model)
     if kind == "bundled" and notify is not None:
-        notify(NOTICE)
+        notify(notice(folder))
     return use_fast_layout(pipe.to(target, torch_dtype))
 
 

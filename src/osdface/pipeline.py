@@ -357,11 +357,15 @@ class OSDFacePipeline:
     def from_pretrained(cls, model_dir: Union[str, os.PathLike], sd_model: Union[str, os.PathLike, None] = None,
                         merge_lora: bool = True, dtype: torch.dtype = torch.float32) -> "OSDFacePipeline":
         """Load a folder written by ``save_pretrained`` (no pickle, no merge for the merged layout).
-        ``"mini"`` (when no such folder exists here) is the bundled osdface-mini model."""
-        from .bundled import BUNDLED_NAME, bundled_dir
+        ``"mini"``, ``"mini256"``, ``"mini128"`` (when no such folder exists here) are the bundled models
+        (``osdface.bundled``; "mini" is the default one)."""
+        from .bundled import NAMES, resolve_bundled
 
-        if str(model_dir) == BUNDLED_NAME and not Path(BUNDLED_NAME).exists():
-            model_dir = bundled_dir()
+        if str(model_dir) in NAMES and not Path(model_dir).exists():
+            folder = resolve_bundled(str(model_dir))
+            if folder is None:
+                raise WeightsNotFoundError(f"the bundled {model_dir} model is missing from this install; reinstall osdface")
+            model_dir = folder
         model_dir = Path(model_dir).expanduser()
         index_path = model_dir / INDEX_FILE
         if not index_path.is_file():

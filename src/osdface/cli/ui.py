@@ -16,7 +16,7 @@ def ui(
     host: Annotated[str, typer.Option(help="Address to serve on. The default serves this machine only; 0.0.0.0 serves everyone who can reach it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 7860,
     weights: Annotated[Optional[Path], typer.Option(help="As `osdface restore --weights`. Default: $OSDFACE_HOME/osdface, then $OSDFACE_HOME/osdface-release, then the bundled mini model.")] = None,
-    model: Annotated[str, typer.Option(help="auto | paper | mini, as `osdface restore --model`.")] = "auto",
+    model: Annotated[str, typer.Option(help="auto | paper | mini | mini256 | mini128, as `osdface restore --model`.")] = "auto",
     sd_model: Annotated[Optional[str], typer.Option(help="SD 2.1-base for the official release folder, as `osdface restore --sd-model`.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps, as `osdface restore --device`.")] = "auto",
     dtype: Annotated[str, typer.Option(envvar="OSDFACE_DTYPE", help="auto | float32 | float16 | bfloat16, as `osdface restore --dtype`.")] = "auto",
@@ -49,7 +49,7 @@ def ui(
             raise OSDFaceError(f"osdface ui needs the ui extra ({err}): pip install 'osdface[ui]'") from None
         check_dtype_name(dtype)
         resolve_device(device)
-        kind, _ = find_weights(str(weights) if weights else None, model)
+        kind, folder = find_weights(str(weights) if weights else None, model)
         from ..photos import make_no_harm
 
         no_harm, guard_notes = make_no_harm(detail_guard, identity_guard)
@@ -63,7 +63,7 @@ def ui(
         # 4. The page, until Ctrl-C
         from ..ui.jobs import describe_model
 
-        page.serve(pipe, describe_model(kind, pipe.sample_size), uploads, host=host, port=port, share=share,
+        page.serve(pipe, describe_model(kind, pipe.sample_size, folder), uploads, host=host, port=port, share=share,
                    concurrency=concurrency, queue_size=queue_size, detector_weights=detector_weights,
                    no_harm=no_harm)
     finally:

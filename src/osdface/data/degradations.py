@@ -487,6 +487,17 @@ _MINI = StageConfig(
     jpeg_range=(40, 95),
 )
 
+# The same at 256 px faces (osdface-mini 2): blur kernel and sigma half of 512 px's (a little under),
+# downsampling up to 6× (to a ~43 px face) so that ÷4, where a 256-px crop of a small or soft face lies, sits
+# inside the range rather than at its edge; noise and JPEG as mini.
+_MINI256 = StageConfig(
+    kernel_sizes=(21,),
+    blur_sigma=(0.1, 4.0),
+    downsample_range=(1.0, 6.0),
+    noise_range=(0.0, 20.0),
+    jpeg_range=(40, 95),
+)
+
 PRESETS: dict[str, DegradationConfig] = {
     # GFPGAN v1 as trained, colour augmentation included (shift 20, torch-style jitter, 1% gray LQ only).
     "gfpgan": DegradationConfig(
@@ -506,6 +517,7 @@ PRESETS: dict[str, DegradationConfig] = {
     # severe = DifFace wide ranges, half of the samples each ("mix"), or mild then severe ("chain").
     "dual": DegradationConfig(name="dual", mode="mix", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5),
     "mini": DegradationConfig(name="mini", stage=_MINI),
+    "mini256": DegradationConfig(name="mini256", stage=_MINI256),
     "dual_chain": DegradationConfig(
         name="dual_chain", mode="chain", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5
     ),
