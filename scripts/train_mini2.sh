@@ -18,7 +18,7 @@ case $DEVICE in cpu) ON_GPU=false ;; cuda) ON_GPU=true ;; *) echo "--device must
 UTK=${1:-../shared/data/utkface}
 HIRES=${2:-../shared/data/hires}
 WORK=${3:-runs/mini2}
-STEPS=${4:-2400}
+STEPS=${4:-3600}
 DEST=${DEST:-src/osdface/weights/mini256}
 export HF_HUB_OFFLINE=1
 mkdir -p "$WORK"
