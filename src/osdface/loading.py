@@ -84,7 +84,7 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
     official three files) or "bundled" (osdface-mini 2 / osdface-mini, shipped in the package).
 
     Order: ``weights`` when given; else ``$OSDFACE_HOME/osdface``, then ``$OSDFACE_HOME/osdface-release``;
-    else (``model="auto"``) the default bundled model (``bundled.DEFAULT_ORDER``: mini256, then mini128).
+    else (``model="auto"``) the default bundled model (``bundled.DEFAULT_ORDER``: mini128, then mini256).
     ``model="mini"`` takes that one directly, ``"mini256"`` / ``"mini128"`` the one named;
     ``model="paper"`` never falls back to them.
     """
