@@ -33,7 +33,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -53,22 +52,13 @@ NOISE_256, JPEG_256 = 5.0, 60
 def aligned_faces(folder: Path, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The first ``count`` crops of an ``osdface align`` folder (sorted by name) and, per crop, the mask of
     its pixels inside the photo (1) against those filled by reflection (0), from the manifest's records."""
-    from osdface.face.alignment import inside_mask
+    from osdface.data.datasets import align_records, record_mask
     from osdface.image_utils import read_image
 
-    manifest = json.loads((folder / "manifest.json").read_text())
-    records = {r["file"]: r for r in manifest.get("faces", []) if "file" in r}
-    faces, masks = [], []
-    for path in sorted(folder.glob("*.png"))[:count]:
-        face = read_image(path)
-        record = records.get(path.name)
-        if record is not None and "image_hw" in record:
-            mask = inside_mask(np.asarray(record["affine"], np.float64), int(manifest["size"]), record["image_hw"])
-        else:
-            mask = np.ones(face.shape[:2], np.float32)
-        faces.append(face)
-        masks.append(mask)
-    return faces, masks
+    records = align_records([folder])
+    paths = sorted(folder.glob("*.png"))[:count]
+    faces = [read_image(p) for p in paths]
+    return faces, [record_mask(records.get(p.resolve()), f.shape[0]) for p, f in zip(paths, faces)]
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -85,7 +75,7 @@ def degrade_256(face: np.ndarray, seed: int) -> np.ndarray:
     small = cv2.resize(face, (size // 4, size // 4), interpolation=cv2.INTER_AREA).astype(np.float32)
     small += np.random.default_rng(seed).normal(0.0, NOISE_256, small.shape).astype(np.float32)
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_256])
+    _, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_256])
     small = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
 
@@ -106,9 +96,10 @@ def restore(pipe, lq: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray
     return [resize(x, size) for x in out]
 
 
-def psnr(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
+def masked_psnr(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, 8-bit) over the pixels where ``mask`` (H, W) is 1 (``compute_psnr`` takes whole images)."""
     err = (pred.astype(np.float64) - gt.astype(np.float64)) ** 2
-    mse = err.mean() if mask is None else (err * mask[..., None]).sum() / max(mask.sum() * 3, 1)
+    mse = (err * mask[..., None]).sum() / max(mask.sum() * 3, 1)
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
@@ -119,11 +110,11 @@ def niqe_512(faces: list[np.ndarray]) -> float:
 
 
 def quality(pred: list[np.ndarray], gt: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
-    from osdface.metrics.full_reference import compute_ssim
+    from osdface.metrics.full_reference import compute_psnr, compute_ssim
 
-    per_face = np.array([psnr(p, g) for p, g in zip(pred, gt)])
+    per_face = compute_psnr(np.stack(pred), np.stack(gt))
     return {"PSNR": float(per_face.mean()), "per_face": per_face,
-            "PSNR in": float(np.mean([psnr(p, g, m) for p, g, m in zip(pred, gt, masks)])),
+            "PSNR in": float(np.mean([masked_psnr(p, g, m) for p, g, m in zip(pred, gt, masks)])),
             "SSIM": float(compute_ssim(np.stack(pred), np.stack(gt)).mean()), "NIQE": niqe_512(pred)}
 
 
@@ -136,7 +127,9 @@ def prompt_use(pipe, lq: list[np.ndarray]) -> dict[str, tuple[float, float]]:
     base = pipe.generate(batch)
     prompts = base["prompt_embeds"]
     changed = {"zeroed": torch.zeros_like(prompts), "shuffled": prompts.roll(1, dims=0)}
-    to_255 = lambda t: (t.float().clamp(-1, 1) + 1) * 127.5  # noqa: E731
+    def to_255(t: torch.Tensor) -> torch.Tensor:
+        return (t.float().clamp(-1, 1) + 1) * 127.5
+
     out = {}
     for name, prompt in changed.items():
         image = pipe.generate(batch, prompt_embeds=prompt)["image"]
@@ -204,7 +197,7 @@ def main() -> None:
         masks128 = [(cv2.resize(m, (128, 128), interpolation=cv2.INTER_AREA) > 0.5).astype(np.float32) for m in masks]
         sets[label, 128] = (gt128, masks128, [degrade_128(f, args.seed, i) for i, f in enumerate(gt128)])
         sets[label, 256] = (gt, masks, [degrade_256(f, args.seed * 100_003 + i) for i, f in enumerate(gt)])
-    print(f"faces: " + ", ".join(f"{k[0]} {len(v[0])}" for k, v in sets.items() if k[1] == 256)
+    print("faces: " + ", ".join(f"{k[0]} {len(v[0])}" for k, v in sets.items() if k[1] == 256)
           + f" ({time.perf_counter() - start:.0f} s)")
 
     # 2. Quality: every set, both protocols, both models.
@@ -232,11 +225,11 @@ def main() -> None:
 
     # 5. Report.
     lines = [f"CPU: {cpu_description()}; torch {torch.__version__}", "",
-             f"At 128: preset `mini`, seed {args.seed}. At 256: area ÷4, noise σ {NOISE_256:g}, JPEG q {JPEG_256}, "
-             "bicubic back. NIQE on faces brought to 512 px. PSNR in: over the pixels inside the photo "
-             "(UTKFace's crops are ~60 % reflection). Worse: faces whose PSNR fell below their LQ's.", "",
-             "| faces | px | n | PSNR LQ | mini 128 | mini 256 | gain 128 | gain 256 | PSNR in: LQ / 128 / 256 "
-             "| SSIM LQ / 128 / 256 | NIQE LQ / 128 / 256 / GT | worse 128 / 256 |",
+             (f"At 128: preset `mini`, seed {args.seed}. At 256: area ÷4, noise σ {NOISE_256:g}, JPEG q {JPEG_256}, "
+              "bicubic back. NIQE on faces brought to 512 px. PSNR in: over the pixels inside the photo "
+              "(UTKFace's crops are ~60 % reflection). Worse: faces whose PSNR fell below their LQ's."), "",
+             ("| faces | px | n | PSNR LQ | mini 128 | mini 256 | gain 128 | gain 256 | PSNR in: LQ / 128 / 256 "
+              "| SSIM LQ / 128 / 256 | NIQE LQ / 128 / 256 / GT | worse 128 / 256 |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (label, size), (gt, _, _) in sets.items():
         lq, a, b = (results[label, size, k] for k in ("LQ", "mini 128", "mini 256"))
@@ -260,14 +253,17 @@ def main() -> None:
     gain128 = results["UTKFace val", 128, "mini 256"]["PSNR"] - results["UTKFace val", 128, "LQ"]["PSNR"]
     gain256 = results["hires val", 256, "mini 256"]["PSNR"] - results["hires val", 256, "LQ"]["PSNR"]
     niqe = results["hires val", 256, "mini 256"]["NIQE"], results["hires val", 256, "LQ"]["NIQE"]
-    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     lines += ["", "Targets for mini 256 (issue 21):",
               f"- PSNR at 128, UTKFace val: {gain128:+.2f} dB over LQ (≥ +{TARGET_PSNR_GAIN}: {verdict(gain128 >= TARGET_PSNR_GAIN)});",
               f"- PSNR at 256, hires val: {gain256:+.2f} dB over LQ (≥ +{TARGET_PSNR_GAIN}: {verdict(gain256 >= TARGET_PSNR_GAIN)});",
               f"- NIQE at 256, hires val: {niqe[0]:.2f} vs LQ {niqe[1]:.2f} ({verdict(niqe[0] < niqe[1])});",
-              f"- size {sizes['mini 256']:.1f} MB (≤ {TARGET_MB}: {verdict(sizes['mini 256'] <= TARGET_MB)}); "
-              f"{speed['mini 256', 'fp32'][1]:.4f} s a face at batch 16, fp32 (≤ {TARGET_SECONDS}: "
-              f"{verdict(speed['mini 256', 'fp32'][1] <= TARGET_SECONDS)})."]
+              (f"- size {sizes['mini 256']:.1f} MB (≤ {TARGET_MB}: {verdict(sizes['mini 256'] <= TARGET_MB)}); "
+               f"{speed['mini 256', 'fp32'][1]:.4f} s a face at batch 16, fp32 (≤ {TARGET_SECONDS}: "
+               f"{verdict(speed['mini 256', 'fp32'][1] <= TARGET_SECONDS)}).")]
     report = "\n".join(lines) + "\n"
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)

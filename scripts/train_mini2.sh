@@ -14,7 +14,7 @@
 set -euo pipefail
 DEVICE=cpu
 if [ "${1:-}" = "--device" ]; then DEVICE=$2; shift 2; fi
-case $DEVICE in cpu) ON_GPU=false ;; cuda) ON_GPU=true ;; *) echo "--device must be cpu or cuda, got $DEVICE" >&2; exit 2 ;; esac
+case $DEVICE in cpu) ON_CPU=true ;; cuda) ON_CPU=false ;; *) echo "--device must be cpu or cuda, got $DEVICE" >&2; exit 2 ;; esac
 UTK=${1:-../shared/data/utkface}
 HIRES=${2:-../shared/data/hires}
 WORK=${3:-runs/mini2}
@@ -37,7 +37,7 @@ phase() {  # phase NAME STEPS [overrides...]
   if [ -d "$WORK/vre_$name/export" ]; then stamp "stage 1 $name: done already"; return; fi
   stamp "stage 1 $name"
   osdface train-vre --config stage1_mini256 --phase "$name" --resume latest data.roots="$TRAIN" \
-    train.max_steps="$steps" train.cpu=$([ $ON_GPU = true ] && echo false || echo true) "$@" --output "$WORK/vre_$name"
+    train.max_steps="$steps" train.cpu=$ON_CPU "$@" --output "$WORK/vre_$name"
 }
 phase hq "${HQ_STEPS:-400}"
 phase lq "${LQ_STEPS:-300}"
@@ -49,7 +49,7 @@ if [ -d "$WORK/stage2/export/osdface" ]; then
 else
   stamp "stage 2 ($STEPS steps)"
   osdface train --config stage2_mini256 --resume latest model.vre="$WORK/vre_assoc/export" data.roots="$TRAIN" \
-    data.val_roots="$VAL" train.max_steps="$STEPS" train.cpu=$([ $ON_GPU = true ] && echo false || echo true) \
+    data.val_roots="$VAL" train.max_steps="$STEPS" train.cpu=$ON_CPU \
     --output "$WORK/stage2"
 fi
 

@@ -168,11 +168,13 @@ def test_bundled_names_resolve_in_the_default_order(tmp_path, monkeypatch, tiny_
     assert bundled.resolve_bundled("mini512") is None
     with pytest.raises(OSDFaceError, match="takes no --weights"):
         loading.find_weights(str(weights / "mini128"), model="mini128")
-    # the notice names the model in use, and the pipeline loads bundled names
+    # the notice names the model in use, and the pipeline loads bundled names: told apart by a marked index
     assert "osdface-mini 2 model (256 px" in bundled.notice(weights / "mini256")
     assert "osdface-mini model (128 px" in bundled.notice(weights / "mini128")
-    assert OSDFacePipeline.from_pretrained("mini128").sample_size == OSDFacePipeline.from_pretrained(
-        str(weights / "mini128")).sample_size
+    index = json.loads((weights / "mini256" / "model_index.json").read_text())
+    (weights / "mini256" / "model_index.json").write_text(json.dumps({**index, "timestep": 301}))
+    assert OSDFacePipeline.from_pretrained("mini256").timestep == 301
+    assert OSDFacePipeline.from_pretrained("mini").timestep == OSDFacePipeline.from_pretrained("mini128").timestep == index["timestep"] != 301
 
 
 def test_fallback_order(home, tiny_model_dir, tiny_release):

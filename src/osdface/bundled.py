@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 DEFAULT_NAME = "mini"
 DEFAULT_ORDER = ("mini128", "mini256")  # what "mini" means: the first of these installed (see above)
@@ -82,7 +81,7 @@ def is_installed(folder: Path) -> bool:
     return (folder / "model_index.json").is_file()
 
 
-def resolve_bundled(name: str) -> Optional[Path]:
+def resolve_bundled(name: str) -> Path | None:
     """The folder of the bundled model ``name`` ("mini": the first of ``DEFAULT_ORDER`` installed), or None
     when ``name`` is not a bundled name or that model is missing from this install."""
     if name == DEFAULT_NAME:
@@ -92,14 +91,15 @@ def resolve_bundled(name: str) -> Optional[Path]:
     return None
 
 
-def bundled_name(folder: Path) -> str:
-    """The key of ``MODELS`` for a bundled folder (its folder name), "mini" for anything else."""
-    return Path(folder).name if Path(folder).name in MODELS else DEFAULT_NAME
+def model_info(folder: Path | None) -> dict:
+    """The ``MODELS`` entry of a bundled folder (by its folder name); the default model's for anything else."""
+    name = Path(folder).name if folder is not None else ""
+    return MODELS[name if name in MODELS else DEFAULT_ORDER[0]]
 
 
 def notice(folder: Path) -> str:
     """The one line a run prints when it uses a bundled model: which, its terms, how to get the paper's."""
-    info = MODELS.get(bundled_name(folder), MODELS[DEFAULT_ORDER[0]])
+    info = model_info(folder)
     return (f"using the bundled {info['title']} model ({info['size']} px faces; trained by osdface on {info['data']}: "
             "non-commercial research use only). "
             "For the paper's model run `osdface download` (README, 'Weights') or pass --weights DIR; "

@@ -106,8 +106,9 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
             return "ours", folder
         if official.is_release_folder(folder):
             return "release", folder
-    if not weights and model == "auto" and resolve_bundled("mini") is not None:
-        return "bundled", resolve_bundled("mini")
+    fallback = resolve_bundled("mini") if not weights and model == "auto" else None
+    if fallback is not None:
+        return "bundled", fallback
     where = " or ".join(str(c) for c in candidates)
     raise WeightsNotFoundError(
         f"OSDFace weights not found in {where}. Run `osdface download` (or download the three release files "

@@ -179,20 +179,14 @@ class HQFolderDataset(_SkippingDataset):
         self.degradation = None if degradation is None else as_degradation_config(degradation)
         self.hflip = bool(hflip)
         self.valid_mask = bool(valid_mask)
-        self._align_records = _align_records(self.roots) if valid_mask else {}
+        self._align_records = align_records(self.roots) if valid_mask else {}
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _mask(self, j: int, side: int) -> np.ndarray:
-        """(side, side) float32: where file j's crop lies inside its photo (``alignment.inside_mask``)."""
-        from ..face.alignment import inside_mask
-
-        record = self._align_records.get(self.paths[j].resolve())
-        if record is None:
-            return np.ones((side, side), np.float32)
-        mask = inside_mask(np.array(record["affine"]), record["size"], record["image_hw"])
-        return fit_square(mask, side)
+        """(side, side) float32: where file j's crop lies inside its photo (``record_mask``)."""
+        return record_mask(self._align_records.get(self.paths[j].resolve()), side)
 
     def _describe(self) -> str:
         return ", ".join(str(r) for r in self.roots)
@@ -228,7 +222,17 @@ class HQFolderDataset(_SkippingDataset):
         return sample
 
 
-def _align_records(roots: Sequence[Path]) -> dict[Path, dict]:
+def record_mask(record: dict | None, side: int) -> np.ndarray:
+    """(side, side) float32: 1 where a crop described by an ``align_records`` record lies inside its photo,
+    0 where alignment filled it by reflection (``alignment.inside_mask``); all ones without a record."""
+    from ..face.alignment import inside_mask
+
+    if record is None:
+        return np.ones((side, side), np.float32)
+    return fit_square(inside_mask(np.array(record["affine"]), record["size"], record["image_hw"]), side)
+
+
+def align_records(roots: Sequence[Path]) -> dict[Path, dict]:
     """{resolved crop path: {"affine", "image_hw", "size"}} from the ``osdface align`` manifests of ``roots``
     (records without ``image_hw``, from before it was recorded, are left out)."""
     records: dict[Path, dict] = {}

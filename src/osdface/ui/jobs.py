@@ -454,9 +454,9 @@ def _unique(name: str, used: set[str], numbered: Callable[[int], str]) -> str:
 def describe_model(kind: str, face_size: int, folder=None) -> str:
     """The page's line about the model in use (``kind`` and ``folder`` as ``loading.find_weights`` says)."""
     if kind == "bundled":
-        from ..bundled import MODELS, bundled_name
+        from ..bundled import model_info
 
-        info = MODELS.get(bundled_name(folder or ""), MODELS["mini256" if face_size >= 256 else "mini128"])
+        info = model_info(folder)
         return (f"**Model: the bundled {info['title']}** ({face_size} px faces), which works out of the box. It "
                 f"was trained by osdface on {info['data']}: non-commercial research use only. For the paper's model (512 px faces) run `osdface download` "
                 "and start `osdface ui` again.")
