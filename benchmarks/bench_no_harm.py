@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "no_harm.png")
+    parser.add_argument("--model", default=None, help="osdface restore --model (default: the command's own)")
     parser.add_argument("--work", type=Path, default=None, help="keep the photos here (default: a temp folder)")
     parser.add_argument("--from-json", type=Path, default=None, help="only redo the table and plot from a run's no_harm.json")
     args = parser.parse_args()
@@ -143,7 +144,8 @@ def main() -> None:
         for cond in ("sharp", "degraded"):
             start = time.perf_counter()
             cmd = ["osdface", "restore", str(work / "in" / cond), "-o", str(work / variant / cond), "-q",
-                   "--overwrite", "--report", str(work / f"{variant}_{cond}.json"), *extra]
+                   "--overwrite", "--report", str(work / f"{variant}_{cond}.json"), *extra,
+                   *(["--model", args.model] if args.model else [])]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")

@@ -180,6 +180,38 @@ def test_small_degraded_face_goes_through_as_before():
     assert np.array_equal(old.image, new.image)
 
 
+def test_sharp_face_at_the_models_size_is_kept_and_a_soft_one_restored():
+    """At n ≈ S the face is restored whole (no band fusion): a sharp one is kept as it was (its top-octave
+    detail is above the at-size pair), the same face with its detail cut to a quarter is restored."""
+    photo, landmarks = astronaut(66 / 171)  # the face's aligned crop ≈ 66 px, the stand-in model's 64
+    sharp = restorer(blur_model, NoHarm(), landmarks)(photo)
+    verdict = sharp.faces[0].verdict
+    assert verdict.fusion == "none" and S <= verdict.native_size <= 1.1 * S
+    assert verdict.input_detail > NoHarm().at_size_keep and verdict.action == "kept"
+    assert verdict.reason == "already sharp, noisy or blocky at the model's size"
+    assert np.array_equal(sharp.image, photo)  # kept: not pasted at all
+    assert not np.array_equal(restorer(blur_model, None, landmarks)(photo).image, photo)  # (without the rule: blurred)
+    blurred = soft(photo, photo.shape[1] // 4)
+    restored = restorer(blur_model, NoHarm(), landmarks)(blurred)
+    verdict = restored.faces[0].verdict
+    assert verdict.input_detail < NoHarm().at_size_restore and verdict.action == "restored"
+    assert np.array_equal(restored.image, restorer(blur_model, None, landmarks)(blurred).image)
+
+
+def test_the_weight_is_linear_between_each_pair_of_thresholds():
+    rule = NoHarm(detail_restore=0.004, detail_keep=0.010, at_size_restore=0.016, at_size_keep=0.024)
+    for at_size, (low, high) in ((False, (0.004, 0.010)), (True, (0.016, 0.024))):
+        for t in np.linspace(0, 0.04, 41):
+            expected = 1.0 if t <= low else (0.0 if t >= high else (high - t) / (high - low))
+            assert rule.weight_from_detail(t, at_size) == pytest.approx(expected, abs=1e-9)
+    crop = np.zeros((S, S, 3), np.uint8)
+    assert rule.detail_weight(crop, 1.05 * S, 0.02) == pytest.approx(0.5)  # below 1.1·S: the at-size pair
+    assert rule.detail_weight(crop, 1.2 * S, 0.02) == 0.0  # larger: the band-fusion pair
+    assert NoHarm(enabled=False).weight_from_detail(0.5, True) == 1.0
+    with pytest.raises(ValueError, match="at_size_restore < at_size_keep"):
+        NoHarm(at_size_restore=0.03, at_size_keep=0.02)
+
+
 def test_rule_off_pastes_like_before_with_a_verdict():
     photo, landmarks = astronaut()
     old = restorer(blur_model, None, landmarks)(photo)

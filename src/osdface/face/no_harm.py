@@ -27,15 +27,19 @@ decides, for each face, how much of the model's change to keep, and says so in a
    model's change costs PSNR and identity). So α = 1 at or below ``detail_restore`` (0.004), 0 at or
    above ``detail_keep`` (0.010), linear between (the PSNR-best pair of those tried on that data, and
    the one that keeps mid-range faces, whose identity the model moves for little PSNR, nearest the input).
-   Only for faces larger than 1.1·S: a face no larger gets α = 1, its detail fits the model's size
-   whole, and the measure takes JPEG and video blocking at that size for detail (a talking head shrunk
-   to ~130-px faces, JPEG q25 + H.264 CRF 38: 0.014–0.017, where the model gains +0.55 dB).
+   For faces no larger than 1.1·S (the crop holds the face whole, upsampled when it is smaller) the
+   same measure reads higher, with its own pair (``at_size_restore`` 0.016, ``at_size_keep`` 0.024):
+   measured at the crop level on 30 held-out hires faces at 0.6–1·S for both bundled models
+   (``benchmarks/calibrate_at_size.py``), faces the model helps (÷2–÷4, blur, the bench's recipe, video
+   blocking: a talking head shrunk to ~130-px faces, JPEG q25 + H.264 CRF 38) read 0.001–0.017; a sharp
+   face at S, or one with JPEG q25–50 or noise σ 8 at its own size, which the model replaces by its own
+   detail (−0.5 to −4.5 dB), 0.020–0.09 (medians 0.032–0.052).
 4. **Identity guard** (``identity``, ``identity_guard``): the dlib descriptor distance between the input
    crop and the output crop (both at S, landmarks fitted on the input). Past ``identity_guard``, α is
    halved until the distance is under it (6 halvings, then 0: the face is kept as it was). "auto": the
    calibrated threshold for the model's size (``IDENTITY_GUARD_CALIBRATION``: 0.70 at 128 px, 0.59 at 512).
 
-Faces at or below 1.1·S skip 1–3 (the model's crop is pasted, mixed by the guard's α); 4 applies to every face. ``FaceVerdict.action`` is
+Faces at or below 1.1·S skip 1–2 (the model's crop is pasted, mixed by α); 3 and 4 apply to every face. ``FaceVerdict.action`` is
 "restored" (α = 1), "blended" (0 < α < 1) or "kept" (α = 0), with the reason in words.
 """
 
@@ -161,13 +165,17 @@ class NoHarm:
 
     def __init__(self, enabled: bool = True, detail_restore: float = 0.004, detail_keep: float = 0.010,
                  noise_floor: float = 1.5, max_work_size: int = 1024,
-                 identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float | str] = None):
-        if not 0 <= detail_restore < detail_keep:
-            raise ValueError(f"need 0 <= detail_restore < detail_keep; got {detail_restore}, {detail_keep}")
+                 identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float | str] = None,
+                 at_size_restore: float = 0.016, at_size_keep: float = 0.024):
+        for low, high, names in ((detail_restore, detail_keep, "detail_restore < detail_keep"),
+                                 (at_size_restore, at_size_keep, "at_size_restore < at_size_keep")):
+            if not 0 <= low < high:
+                raise ValueError(f"need 0 <= {names}; got {low}, {high}")
         if identity_guard is not None and identity_guard != "auto" and not identity_guard > 0:
             raise ValueError(f"identity_guard must be > 0, 'auto' or None; got {identity_guard}")
         self.enabled = enabled
         self.detail_restore, self.detail_keep = float(detail_restore), float(detail_keep)
+        self.at_size_restore, self.at_size_keep = float(at_size_restore), float(at_size_keep)
         self.noise_floor = float(noise_floor)
         self.max_work_size = int(max_work_size)
         self.identity = identity if identity_guard is not None else None
@@ -185,20 +193,19 @@ class NoHarm:
             return round(auto_identity_guard(model_size), 2)
         return float(self.identity_guard)
 
-    def weight_from_detail(self, input_detail: float) -> float:
-        """α from the input's top-octave detail: 1 (blurred) … 0 (already sharp)."""
+    def weight_from_detail(self, input_detail: float, at_size: bool = False) -> float:
+        """α from the input's top-octave detail: 1 (blurred) … 0 (already sharp). ``at_size``: the face is no
+        larger than 1.1·S (its own pair of thresholds, module docstring step 3)."""
         if not self.enabled:
             return 1.0
-        t = (self.detail_keep - input_detail) / (self.detail_keep - self.detail_restore)
-        return float(np.clip(t, 0.0, 1.0))
+        low, high = (self.at_size_restore, self.at_size_keep) if at_size else (self.detail_restore, self.detail_keep)
+        return float(np.clip((high - input_detail) / (high - low), 0.0, 1.0))
 
     def detail_weight(self, crop: np.ndarray, native_size: float, input_detail: Optional[float] = None) -> float:
-        """α before the identity guard for one face (``crop`` at S): from its top-octave detail when the face
-        is larger than 1.1·S; 1 for a face no larger, whose detail the model's size holds whole (there the
-        measure would also take JPEG / video blocking for detail and keep faces the model helps)."""
-        if self.work_size(native_size, crop.shape[0]) <= crop.shape[0]:
-            return 1.0
-        return self.weight_from_detail(top_octave_detail(crop) if input_detail is None else input_detail)
+        """α before the identity guard for one face (``crop`` at S), from its top-octave detail, with the
+        thresholds for its size: larger than 1.1·S, or not (the model's size holds it whole)."""
+        at_size = self.work_size(native_size, crop.shape[0]) <= crop.shape[0]
+        return self.weight_from_detail(top_octave_detail(crop) if input_detail is None else input_detail, at_size)
 
     def assess(self, crop: np.ndarray, restored: np.ndarray, native_size: float,
                weight: Optional[float] = None, halvings: Optional[int] = None) -> FaceVerdict:
@@ -213,7 +220,7 @@ class NoHarm:
         alpha = 1.0 if alpha > 0.99 else (0.0 if alpha < 0.01 else alpha)  # within 1 %: restored / kept
         reason = ""
         if alpha < 1:
-            reason = "already sharper than the model"
+            reason = "already sharper than the model" if work > size else "already sharp, noisy or blocky at the model's size"
         before = after = None
         if self.identity is not None and alpha > 0 and halvings is not None:
             alpha = alpha / 2 ** halvings if halvings < 7 else 0.0
