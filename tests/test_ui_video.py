@@ -108,6 +108,27 @@ def test_cancel_stops_a_video_between_frames_and_the_next_job_runs(service, uplo
     assert len(job.videos) == 1 and job.videos[0].frames == 4
 
 
+def test_a_cancel_whose_progress_callback_raises_still_leaves_nothing(service, uploads, tmp_path):  # noqa: F811
+    """A cancel followed by a BaseException in the worker before the next frame's cancel check (here from
+    the progress callback): the job still removes its folder and ends Cancelled, and the next job runs."""
+    import asyncio
+
+    clip = video_upload(uploads, tmp_path, "clip.mp4")
+    cancel = threading.Event()
+
+    def tick(done, total, text, unit="photos"):
+        if unit == "frames" and done == 2:
+            cancel.set()
+            raise asyncio.CancelledError()
+
+    with pytest.raises(Cancelled, match=r"^cancelled \(CancelledError on the way\); the partial results were "
+                                        r"discarded$"):
+        service.run([clip], Options(), progress=tick, cancel=cancel)
+    assert list(service.work_root.iterdir()) == []
+    job = service.run([video_upload(uploads, tmp_path, "short.mp4", frames=4)], Options(), cancel=threading.Event())
+    assert len(job.videos) == 1 and job.videos[0].frames == 4
+
+
 def test_handler_shows_the_video_and_offers_it(service, uploads, tmp_path):  # noqa: F811
     needs("gradio")
     from osdface.ui.page import MODES, restore_clicked

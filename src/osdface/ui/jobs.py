@@ -276,6 +276,14 @@ class RestoreService:
                 job.zip_path = write_zip(job.photos, folder / ZIP_NAME, job.videos)
             job.seconds = time.perf_counter() - start
             return job
+        except BaseException as err:
+            if isinstance(err, Cancelled) or cancel is None or not cancel.is_set():
+                raise
+            # Cancelled, but stopped by a BaseException before the next cancel check (an Exception costs only
+            # its file and reaches the check): nothing is left behind either way
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Cancelled(f"cancelled ({type(err).__name__} on the way); the partial results were "
+                            "discarded") from None
         finally:
             with self._lock:
                 self._active.discard(folder)
