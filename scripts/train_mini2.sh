@@ -8,7 +8,7 @@
 #   bash scripts/train_mini2.sh [--device cpu|cuda] [UTKFACE_DIR] [HIRES_DIR] [WORK_DIR] [STAGE2_STEPS]
 #
 # HQ_STEPS, LQ_STEPS, ASSOC_STEPS (environment) set stage 1's phases (a smoke run: a few steps each); FT_STEPS
-# (default 1200) the MSE-only fine-tune that follows stage 2 (0: none, package stage 2 itself); DEST
+# and MIX_STEPS (default 1200 each) the two fine-tunes that follow stage 2 (0: skip one); DEST
 # (environment) where the packaged model goes (default: the package's src/osdface/weights/mini256).
 # --device cuda trains on the GPU (the configs say cpu: true). On this 2-core CPU the whole script takes
 # about 3 h: run nothing else CPU-heavy beside it.
@@ -54,30 +54,40 @@ else
     --output "$WORK/stage2"
 fi
 
-# 4. Stage 2, fine-tune: stage 2 continued from its last checkpoint for FT_STEPS more steps with MSE alone
-#    (the edge term off; the cosine schedule stretched to the new end, so it restarts low: 6e-5 → 0). The
-#    edge term makes the model draw detail that mildly degraded faces do not have (benchmarks/
-#    calibrate_at_size.py); without it those lose 0.1–0.5 dB less. A copy of stage 2's run, resumed.
+# 4. Stage 2, fine-tunes: each continues the run before it from its last checkpoint (a copy of that run,
+#    resumed; the cosine schedule stretched to the new end, so it restarts low and decays to 0).
+#    a. FT_STEPS (default 1200) with MSE alone: the edge term makes the model draw detail that mildly
+#       degraded faces do not have; without it they lose 0.1–0.5 dB less (benchmarks/calibrate_at_size.py).
+#    b. MIX_STEPS (default 1200) on the `mini256_mixed` degradation: half the faces only mildly degraded
+#       (light blur, ÷1–4, little noise, JPEG 70–95), which the model made worse at 256 px.
+#    0 steps skips a phase.
 FT_STEPS=${FT_STEPS:-1200}
+MIX_STEPS=${MIX_STEPS:-1200}
 RUN="$WORK/stage2"
-if [ "$FT_STEPS" -gt 0 ]; then
-  RUN="$WORK/stage2_ft"
-  if [ -d "$RUN/export/osdface" ]; then
-    stamp "stage 2 fine-tune: done already"
-  else
-    if [ ! -d "$RUN" ]; then
-      mkdir -p "$RUN" && cp -r "$WORK/stage2/checkpoints" "$WORK/stage2/config.yaml" "$RUN/"
-    fi
-    stamp "stage 2 fine-tune ($FT_STEPS steps, MSE only)"
-    osdface train --resume latest --output "$RUN" losses.edge=0.0 train.max_steps=$((STEPS + FT_STEPS)) \
-      train.output_dir="$RUN" train.cpu=$ON_CPU
+TOTAL=$STEPS
+continue_run() {  # continue_run NAME STEPS [overrides...]: RUN → $WORK/NAME, STEPS more
+  local name=$1 steps=$2; shift 2
+  if [ "$steps" -le 0 ]; then return; fi
+  local from=$RUN
+  RUN="$WORK/$name"
+  TOTAL=$((TOTAL + steps))
+  if [ -d "$RUN/export/osdface" ]; then stamp "$name: done already"; return; fi
+  if [ ! -d "$RUN" ]; then
+    mkdir -p "$RUN" && cp -r "$from/checkpoints" "$from/config.yaml" "$RUN/"
   fi
-fi
+  stamp "$name ($steps steps: $*)"
+  osdface train --resume latest --output "$RUN" "$@" train.max_steps=$TOTAL train.output_dir="$RUN" \
+    train.cpu=$ON_CPU
+}
+continue_run stage2_ft "$FT_STEPS" losses.edge=0.0
+continue_run stage2_mix "$MIX_STEPS" losses.edge=0.0 data.degradation=mini256_mixed
 
 # 5. Package: float16 UNet, the configs of every run, the data lists and the terms (bundled.MODELS["mini256"]).
 stamp "package into $DEST"
 RUNS=(--run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2")
-if [ "$RUN" != "$WORK/stage2" ]; then RUNS+=(--run "$RUN"); fi
+for name in stage2_ft stage2_mix; do
+  if [ -d "$WORK/$name" ]; then RUNS+=(--run "$WORK/$name"); fi
+done
 python3 -m osdface.training.package_mini package "$RUN/export/osdface" "$DEST" --name mini256 "${RUNS[@]}" \
   --data-list "$UTK/train.txt" --data-list "$UTK/val.txt" --data-list "$WORK/hires_train.txt" \
   --data-list "$WORK/hires_val.txt"

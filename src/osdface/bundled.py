@@ -8,10 +8,10 @@ these until they are installed: the same ``OSDFacePipeline`` and recipe, configs
 - ``mini128`` (osdface-mini): 128 px faces, trained by ``scripts/train_mini.sh`` on UTKFace.
 
 ``mini`` names the default among them (``DEFAULT_ORDER``: the first one installed). The default is still
-mini128: at its own size mini256 makes mildly degraded faces worse (clean ÷4, ÷2 + JPEG, blur: −0.6 to
-−1.4 dB, benchmarks/calibrate_at_size.py) where mini128 helps them, and in whole photos it gains no more
-than mini128 does with band fusion (benchmarks/bench_no_harm.py --model mini256); it is there by name
-(``--model mini256``). Every one carries non-commercial research terms (UTKFace's and FFHQ's).
+mini128: at its own size mini256 still makes some mildly degraded faces worse (÷2 + JPEG −0.7 dB, video
+blocking −0.3 dB, benchmarks/calibrate_at_size.py) where mini128 helps them, and in whole photos it gains
+half as much on 128-px faces (benchmarks/bench_no_harm.py --model mini256); it is there by name
+(``--model mini256``), the better choice for heavily degraded faces of 256 px and more. Every one carries non-commercial research terms (UTKFace's and FFHQ's).
 
     pipe = OSDFacePipeline.from_pretrained("mini")      # or "mini256", "mini128"
 

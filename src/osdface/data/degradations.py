@@ -498,6 +498,17 @@ _MINI256 = StageConfig(
     jpeg_range=(40, 95),
 )
 
+# osdface-mini 2's fine-tune: half the samples from a mild stage (light blur, ÷1–4, little noise, high
+# JPEG quality: a soft or downscaled face of about the model's size), half from _MINI256. Trained on
+# _MINI256 alone, the model makes such faces worse at 256 px (benchmarks/calibrate_at_size.py).
+_MILD256 = StageConfig(
+    kernel_sizes=(21,),
+    blur_sigma=(0.1, 1.5),
+    downsample_range=(1.0, 4.0),
+    noise_range=(0.0, 5.0),
+    jpeg_range=(70, 95),
+)
+
 PRESETS: dict[str, DegradationConfig] = {
     # GFPGAN v1 as trained, colour augmentation included (shift 20, torch-style jitter, 1% gray LQ only).
     "gfpgan": DegradationConfig(
@@ -518,6 +529,8 @@ PRESETS: dict[str, DegradationConfig] = {
     "dual": DegradationConfig(name="dual", mode="mix", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5),
     "mini": DegradationConfig(name="mini", stage=_MINI),
     "mini256": DegradationConfig(name="mini256", stage=_MINI256),
+    "mini256_mixed": DegradationConfig(name="mini256_mixed", mode="mix", stage=_MILD256, severe=_MINI256,
+                                       severe_prob=0.5),
     "dual_chain": DegradationConfig(
         name="dual_chain", mode="chain", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5
     ),
