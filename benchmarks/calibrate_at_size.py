@@ -42,9 +42,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_mini import aligned_faces  # noqa: E402
-from bench_no_harm import cpu_isa  # noqa: E402
-from bench_video import degrade_clip  # noqa: E402
+from bench_mini import aligned_faces
+from bench_no_harm import cpu_isa
+from bench_video import degrade_clip
 
 FRACTIONS = (0.6, 0.8, 1.0)
 CONDITIONS = ("sharp", "bench", "quarter", "half_jpeg40", "blur1.2", "jpeg25", "jpeg50", "noise8", "video")
@@ -123,9 +123,9 @@ def measure(name: str, gts: list[np.ndarray], batch: int = 16) -> list[dict]:
         for (i, condition, gt), x, crop, out in zip(cases, inputs, crops, outputs):
             t = top_octave_detail(crop)
             alpha = rule.detail_weight(crop, n, t)
-            back = (lambda y: y) if n == size else (lambda y: area(y, n))
-            full = back(out)
-            ruled = back(mix(crop, out, alpha)) if alpha > 0 else x  # (a kept face is not pasted at all)
+            full = out if n == size else area(out, n)
+            ruled = mix(crop, out, alpha) if alpha > 0 else x  # (a kept face is not pasted at all)
+            ruled = ruled if n == size or alpha <= 0 else area(ruled, n)
             base = psnr(x, gt, mask)
             rows.append({"model": name, "S": size, "n": n, "face": i, "cond": condition, "detail": t,
                          "alpha": alpha, "psnr_in": base, "gain_full": psnr(full, gt, mask) - base,
@@ -139,12 +139,12 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
     from osdface.face.no_harm import NoHarm
 
     rule = NoHarm()
-    lines = [f"CPU: {cpu}. Rule: α = 1 up to a detail of {rule.at_size_restore}, 0 from {rule.at_size_keep} "
-             f"(faces ≤ 1.1·S). {len({(r['model'], r['face']) for r in rows})} model × face pairs, "
-             f"{len(rows)} crops, {seconds:.0f} s.", "",
-             "| model | n | condition | gain, α = 1 | gain, rule | detail min / median / max | mean α "
-             "| worse > 0.05 dB: α = 1 → rule |",
-             "|---|---|---|---|---|---|---|---|"]
+    head = (f"CPU: {cpu}. Rule: α = 1 up to a detail of {rule.at_size_restore}, 0 from {rule.at_size_keep} "
+            f"(faces ≤ 1.1·S). {len({(r['model'], r['face']) for r in rows})} model × face pairs, "
+            f"{len(rows)} crops, {seconds:.0f} s.")
+    columns = ("| model | n | condition | gain, α = 1 | gain, rule | detail min / median / max | mean α "
+               "| worse > 0.05 dB: α = 1 → rule |")
+    lines = [head, "", columns, "|---|---|---|---|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in rows):
         for n in sorted({r["n"] for r in rows if r["model"] == model}, reverse=True):
             for condition in CONDITIONS:
@@ -152,17 +152,17 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
                 if not sel:
                     continue
                 d = np.array([r["detail"] for r in sel])
-                mean = lambda k: float(np.mean([r[k] for r in sel]))  # noqa: E731
+                means = {k: float(np.mean([r[k] for r in sel])) for k in ("gain_full", "gain_rule", "alpha")}
                 if condition == "sharp":  # the input is the original: how far the output is from it
                     full = f"{np.min([r['vs_input_full'] for r in sel]):.1f} dB from input (min)"
                     ruled = f"{np.min([r['vs_input_rule'] for r in sel]):.1f} dB (min)"
                     worse = "–"
                 else:
-                    full, ruled = f"{mean('gain_full'):+.2f}", f"{mean('gain_rule'):+.2f}"
+                    full, ruled = f"{means['gain_full']:+.2f}", f"{means['gain_rule']:+.2f}"
                     worse = (f"{sum(r['gain_full'] < -0.05 for r in sel)} → "
                              f"{sum(r['gain_rule'] < -0.05 for r in sel)} of {len(sel)}")
                 lines.append(f"| {model} | {n} | {condition} | {full} | {ruled} | {d.min():.4f} / "
-                             f"{np.median(d):.4f} / {d.max():.4f} | {mean('alpha'):.2f} | {worse} |")
+                             f"{np.median(d):.4f} / {d.max():.4f} | {means['alpha']:.2f} | {worse} |")
     return "\n".join(lines) + "\n"
 
 
