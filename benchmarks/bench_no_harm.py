@@ -23,6 +23,7 @@ below the model's size keep their gains.
 Usage:
     python benchmarks/bench_no_harm.py                      # 12 + 12 faces (~15 min on 2 cores)
     python benchmarks/bench_no_harm.py --faces 4 --sizes 128 512
+    python benchmarks/bench_no_harm.py --sizes 128 256 512 1024 --model mini256 --out DIR --plot DIR/p.png
 Writes benchmarks/results/no_harm.{json,md} and docs/no_harm.png.
 """
 

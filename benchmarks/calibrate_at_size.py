@@ -42,8 +42,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_mini import aligned_faces
+from bench_mini import aligned_faces, masked_psnr
 from bench_no_harm import cpu_isa
+from bench_no_harm import degrade as bench_recipe
 from bench_video import degrade_clip
 
 FRACTIONS = (0.6, 0.8, 1.0)
@@ -78,7 +79,7 @@ def degrade(x: np.ndarray, condition: str, seed: int) -> np.ndarray:
     if condition == "sharp":
         return x
     if condition == "bench":
-        return cubic(jpeg(noisy(blurred(area(x, n // 4), 0.8), 6, seed), 35), n)
+        return bench_recipe(x, seed)
     if condition == "quarter":
         return cubic(area(x, n // 4), n)
     if condition == "half_jpeg40":
@@ -93,11 +94,6 @@ def degrade(x: np.ndarray, condition: str, seed: int) -> np.ndarray:
         frames, _ = degrade_clip([x, x, x], 1.0, 0.8, 25, 38)  # (n even: the clip keeps its size)
         return frames[1]
     raise ValueError(condition)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2 * mask[..., None]).sum() / (mask.sum() * 3)
-    return 99.0 if err < 1e-10 else float(10 * np.log10(255**2 / err))
 
 
 def measure(name: str, gts: list[np.ndarray], batch: int = 16) -> list[dict]:
@@ -126,11 +122,11 @@ def measure(name: str, gts: list[np.ndarray], batch: int = 16) -> list[dict]:
             full = out if n == size else area(out, n)
             ruled = mix(crop, out, alpha) if alpha > 0 else x  # (a kept face is not pasted at all)
             ruled = ruled if n == size or alpha <= 0 else area(ruled, n)
-            base = psnr(x, gt, mask)
+            base = masked_psnr(x, gt, mask)
             rows.append({"model": name, "S": size, "n": n, "face": i, "cond": condition, "detail": t,
-                         "alpha": alpha, "psnr_in": base, "gain_full": psnr(full, gt, mask) - base,
-                         "gain_rule": psnr(ruled, gt, mask) - base,
-                         "vs_input_full": psnr(full, x, mask), "vs_input_rule": psnr(ruled, x, mask)})
+                         "alpha": alpha, "psnr_in": base, "gain_full": masked_psnr(full, gt, mask) - base,
+                         "gain_rule": masked_psnr(ruled, gt, mask) - base,
+                         "vs_input_full": masked_psnr(full, x, mask), "vs_input_rule": masked_psnr(ruled, x, mask)})
         print(f"{name}: n = {n} done", flush=True)
     return rows
 
@@ -154,8 +150,9 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
                 d = np.array([r["detail"] for r in sel])
                 means = {k: float(np.mean([r[k] for r in sel])) for k in ("gain_full", "gain_rule", "alpha")}
                 if condition == "sharp":  # the input is the original: how far the output is from it
-                    full = f"{np.min([r['vs_input_full'] for r in sel]):.1f} dB from input (min)"
-                    ruled = f"{np.min([r['vs_input_rule'] for r in sel]):.1f} dB (min)"
+                    full, ruled = (min(r[k] for r in sel) for k in ("vs_input_full", "vs_input_rule"))
+                    full = f"{full:.1f} dB from input (min)"
+                    ruled = "equal to the input" if ruled > 99 else f"{ruled:.1f} dB (min)"
                     worse = "–"
                 else:
                     full, ruled = f"{means['gain_full']:+.2f}", f"{means['gain_rule']:+.2f}"

@@ -65,11 +65,13 @@ FT_STEPS=${FT_STEPS:-1200}
 MIX_STEPS=${MIX_STEPS:-1200}
 RUN="$WORK/stage2"
 TOTAL=$STEPS
+RUNS=(--run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2")  # packaged configs
 continue_run() {  # continue_run NAME STEPS [overrides...]: RUN → $WORK/NAME, STEPS more
   local name=$1 steps=$2; shift 2
   if [ "$steps" -le 0 ]; then return; fi
   local from=$RUN
   RUN="$WORK/$name"
+  RUNS+=(--run "$RUN")
   TOTAL=$((TOTAL + steps))
   if [ -d "$RUN/export/osdface" ]; then stamp "$name: done already"; return; fi
   if [ ! -d "$RUN" ]; then
@@ -84,10 +86,6 @@ continue_run stage2_mix "$MIX_STEPS" losses.edge=0.0 data.degradation=mini256_mi
 
 # 5. Package: float16 UNet, the configs of every run, the data lists and the terms (bundled.MODELS["mini256"]).
 stamp "package into $DEST"
-RUNS=(--run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2")
-for name in stage2_ft stage2_mix; do
-  if [ -d "$WORK/$name" ]; then RUNS+=(--run "$WORK/$name"); fi
-done
 python3 -m osdface.training.package_mini package "$RUN/export/osdface" "$DEST" --name mini256 "${RUNS[@]}" \
   --data-list "$UTK/train.txt" --data-list "$UTK/val.txt" --data-list "$WORK/hires_train.txt" \
   --data-list "$WORK/hires_val.txt"

@@ -11,7 +11,8 @@ these until they are installed: the same ``OSDFacePipeline`` and recipe, configs
 mini128: at its own size mini256 still makes some mildly degraded faces worse (÷2 + JPEG −0.7 dB, video
 blocking −0.3 dB, benchmarks/calibrate_at_size.py) where mini128 helps them, and in whole photos it gains
 half as much on 128-px faces (benchmarks/bench_no_harm.py --model mini256); it is there by name
-(``--model mini256``), the better choice for heavily degraded faces of 256 px and more. Every one carries non-commercial research terms (UTKFace's and FFHQ's).
+(``--model mini256``), the better choice for heavily degraded faces of 256 px and more. Every one
+carries non-commercial research terms (UTKFace's and FFHQ's).
 
     pipe = OSDFacePipeline.from_pretrained("mini")      # or "mini256", "mini128"
 
