@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=6.0)
     parser.add_argument("--jpeg", type=int, default=45)
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--model", default="mini", help="the bundled model (mini: the default; a video uses one model)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "video.md")
     parser.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.png")
     parser.add_argument("--clean", type=Path, default=None,
@@ -158,8 +159,8 @@ def main() -> None:
     from osdface.video.restorer import Stabilisers
     from osdface.video.synthetic import camera_path, film, temporal_error
 
-    pipe = load_pipeline(None, None, "cpu", args.dtype, model="mini", notify=lambda line: None)
-    face_restorer = make_face_restorer(pipe)
+    pipe = load_pipeline(None, None, "cpu", args.dtype, model=args.model, notify=lambda line: None)
+    face_restorer = make_face_restorer(pipe, small_faces=False)  # a video: one model
     scene, regions = make_scene()
     size = tuple(args.size)
     affines = camera_path(args.frames, size, scene.shape[1::-1])
@@ -190,7 +191,7 @@ def main() -> None:
 
     # Table
     lines = [f"Clip: {args.frames} frames of {size[0]}×{size[1]}, two faces, slow pan and zoom; per frame blur "
-             f"σ 0.8, noise σ {args.noise:g}, JPEG q{args.jpeg}. Model: bundled osdface-mini, {args.dtype}. "
+             f"σ 0.8, noise σ {args.noise:g}, JPEG q{args.jpeg}. Model: bundled {args.model} ({pipe.sample_size} px), {args.dtype}. "
              f"CPU: {cpu_description()}.", "",
              f"| | temporal error, faces (0..255) | whole frame | prompt codes changed / frame (of "
              f"{pipe.vre.config.num_tokens}) | frames/s | PSNR of the faces vs clean (dB) |",
@@ -291,10 +292,10 @@ def real_clip(args) -> None:
 
     with av.open(str(args.clean)) as c:
         clean = [f.to_ndarray(format="rgb24") for _, f in zip(range(args.frames), c.decode(video=0))]
-    pipe = load_pipeline(None, None, "cpu", args.dtype, model="mini", notify=lambda line: None)
+    pipe = load_pipeline(None, None, "cpu", args.dtype, model=args.model, notify=lambda line: None)
     no_harm, _ = make_no_harm()  # the default command's "never worse" rule
-    default = make_face_restorer(pipe, no_harm=no_harm)
-    model = make_face_restorer(pipe)  # every face restored (both guards off): the model's own output
+    default = make_face_restorer(pipe, no_harm=no_harm, small_faces=False)  # a video: one model
+    model = make_face_restorer(pipe, small_faces=False)  # every face restored (both guards off): the model's own output
     configs = {
         "default command (stabilisers on, \"never worse\" rule on)": (default, Stabilisers()),
         "rule off, stabilisers: none": (model, Stabilisers.off()),
@@ -307,7 +308,7 @@ def real_clip(args) -> None:
     lines = [(f"Clip: the first {len(clean)} frames of {args.clean.name} ({clean[0].shape[1]}×{clean[0].shape[0]}, "
               f"one face) as the clean source, shrunk, blurred σ {args.blur:g}, JPEG q{args.jpeg} per frame, then "
               f"H.264 CRF {args.crf}; measured against the clean frames shrunk alike, inside the face boxes "
-              f"(detector on the clean frames). Model: bundled osdface-mini, {args.dtype}. "
+              f"(detector on the clean frames). Model: bundled {args.model} ({pipe.sample_size} px), {args.dtype}. "
               f"CPU: {cpu_description()}."), "",
              "| strength | | temporal error vs clean (0..255) | × input | PSNR of the faces vs clean (dB) |",
              "|---|---|---|---|---|"]

@@ -113,7 +113,7 @@ def run_case(pipe, clip: Path, out_dir: Path, frames: int) -> tuple[float, dict[
 
     timers = Timers()
     no_harm, _ = make_no_harm()
-    faces = make_face_restorer(pipe, no_harm=no_harm)
+    faces = make_face_restorer(pipe, no_harm=no_harm, small_faces=False)  # a video: one model
     make_restorer = video_restorer_maker(pipe, faces, make_stabilisers())
     patches = [(video_restorer_module.VideoFaceRestorer, "detect", "detect"),
                (face_restorer_module.FaceRestorer, "prepare", "align"),

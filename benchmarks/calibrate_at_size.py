@@ -136,7 +136,9 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
 
     rule = NoHarm()
     head = (f"CPU: {cpu}. Rule: α = 1 up to a detail of {rule.at_size_restore}, 0 from {rule.at_size_keep} "
-            f"(faces ≤ 1.1·S). {len({(r['model'], r['face']) for r in rows})} model × face pairs, "
+            f"(faces ≤ 1.1·S); models of {rule.half_size_from} px and more: α also ≤ 1 up to "
+            f"{rule.half_size_restore}, 0 from {rule.half_size_keep} on the crop at S/2 (the detail column: at S). "
+            f"{len({(r['model'], r['face']) for r in rows})} model × face pairs, "
             f"{len(rows)} crops, {seconds:.0f} s.")
     columns = ("| model | n | condition | gain, α = 1 | gain, rule | detail min / median / max | mean α "
                "| worse > 0.05 dB: α = 1 → rule |")

@@ -7,8 +7,8 @@
 #
 #   bash scripts/train_mini2.sh [--device cpu|cuda] [UTKFACE_DIR] [HIRES_DIR] [WORK_DIR] [STAGE2_STEPS]
 #
-# HQ_STEPS, LQ_STEPS, ASSOC_STEPS (environment) set stage 1's phases (a smoke run: a few steps each); FT_STEPS
-# and MIX_STEPS (default 1200 each) the two fine-tunes that follow stage 2 (0: skip one); DEST
+# HQ_STEPS, LQ_STEPS, ASSOC_STEPS (environment) set stage 1's phases (a smoke run: a few steps each); FT_STEPS,
+# MIX_STEPS and BROAD_STEPS (default 1200 each) the three fine-tunes that follow stage 2 (0: skip one); DEST
 # (environment) where the packaged model goes (default: the package's src/osdface/weights/mini256).
 # --device cuda trains on the GPU (the configs say cpu: true). On this 2-core CPU the whole script takes
 # about 3 h: run nothing else CPU-heavy beside it.
@@ -60,9 +60,12 @@ fi
 #       degraded faces do not have; without it they lose 0.1–0.5 dB less (benchmarks/calibrate_at_size.py).
 #    b. MIX_STEPS (default 1200) on the `mini256_mixed` degradation: half the faces only mildly degraded
 #       (light blur, ÷1–4, little noise, JPEG 70–95), which the model made worse at 256 px.
+#    c. BROAD_STEPS (default 1200) on `mini256_broad`: the mild stage widened to JPEG q20–95, noise ≤ 8, ÷1–3
+#       (60 % of the faces), which the model still made worse at 154–256 px after b.
 #    0 steps skips a phase.
 FT_STEPS=${FT_STEPS:-1200}
 MIX_STEPS=${MIX_STEPS:-1200}
+BROAD_STEPS=${BROAD_STEPS:-1200}
 RUN="$WORK/stage2"
 TOTAL=$STEPS
 RUNS=(--run "$WORK/vre_hq" --run "$WORK/vre_lq" --run "$WORK/vre_assoc" --run "$WORK/stage2")  # packaged configs
@@ -83,6 +86,7 @@ continue_run() {  # continue_run NAME STEPS [overrides...]: RUN → $WORK/NAME, 
 }
 continue_run stage2_ft "$FT_STEPS" losses.edge=0.0
 continue_run stage2_mix "$MIX_STEPS" losses.edge=0.0 data.degradation=mini256_mixed
+continue_run stage2_broad "$BROAD_STEPS" losses.edge=0.0 data.degradation=mini256_broad
 
 # 5. Package: float16 UNet, the configs of every run, the data lists and the terms (bundled.MODELS["mini256"]).
 stamp "package into $DEST"

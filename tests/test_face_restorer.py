@@ -270,3 +270,79 @@ def test_parsing_fn_limits_the_paste():
     eyes = np.linalg.solve(affine[:, :2], np.array([32.0, 20.0]) - affine[:, 2])
     assert tuple(result.image[int(mouth[1]), int(mouth[0])]) == (100, 100, 100)
     assert tuple(result.image[int(eyes[1]), int(eyes[0])]) == (140, 140, 140)
+
+
+# ----------------------------------------------------------------------------- small faces: a second model
+
+
+def native_size(landmarks, face_size=FACE_SIZE):
+    from osdface.face.alignment import affine_scale, estimate_affine
+
+    return face_size / affine_scale(estimate_affine(landmarks, face_size=face_size))
+
+
+def darker(crops):
+    return [np.clip(c.astype(np.int16) - 50, 0, 255).astype(np.uint8) for c in crops]
+
+
+def test_small_faces_go_to_the_second_model_at_its_size():
+    """Faces of native size ≤ up_to are aligned at the small model's size and restored by it; the photo is
+    the one two single-model restorers give, each pasting its own faces (far apart: pastes are local)."""
+    from osdface.face.restorer import SmallFaces
+
+    photo = textured_background(300, 420, seed=7)
+    small_face, large_face = face_at(80, 150, 16), face_at(290, 150, 40)
+    up_to = 0.5 * (native_size(small_face) + native_size(large_face))  # between the two faces
+    big, small = CountingRestore(brighter), CountingRestore(darker)
+    routed = FaceRestorer(big, FixedDetector([small_face, large_face]), face_size=FACE_SIZE, color_match=False,
+                          small=SmallFaces(small, 32, up_to))
+    result = routed(photo)
+    assert big.calls == [1] and small.calls == [1]  # each model once, with its own face
+    assert [f.cropped.shape[0] for f in result.faces] == [32, FACE_SIZE]
+    # the reference: one model per face, one after the other
+    only_large = FaceRestorer(brighter, FixedDetector([large_face]), face_size=FACE_SIZE, color_match=False)
+    only_small = FaceRestorer(darker, FixedDetector([small_face]), face_size=32, color_match=False)
+    expected = only_small(only_large(photo).image).image
+    np.testing.assert_array_equal(result.image, expected)
+    # a bound below both faces: the second model is never called, and the photo is the one-model photo
+    unused = CountingRestore(darker)
+    one = FaceRestorer(brighter, FixedDetector([small_face, large_face]), face_size=FACE_SIZE, color_match=False,
+                       small=SmallFaces(unused, 32, 1.0))
+    plain = FaceRestorer(brighter, FixedDetector([small_face, large_face]), face_size=FACE_SIZE, color_match=False)
+    np.testing.assert_array_equal(one(photo).image, plain(photo).image)
+    assert unused.calls == []
+
+
+def test_small_faces_batch_per_model_across_photos_and_under_the_no_harm_rule():
+    from osdface.face.no_harm import NoHarm
+    from osdface.face.restorer import SmallFaces
+
+    photos = [textured_background(240, 300, seed=s) for s in range(3)]
+    sets = [face_at(60, 120, 14), face_at(200, 120, 36)]  # a small and a large face in every photo
+    up_to = 0.5 * (native_size(sets[0]) + native_size(sets[1]))
+    big, small = CountingRestore(brighter), CountingRestore(darker)
+    restorer = FaceRestorer(big, FixedDetector(sets), face_size=FACE_SIZE, small=SmallFaces(small, 32, up_to),
+                            no_harm=NoHarm(enabled=False))
+    results = restorer.restore_many(photos, batch_size=2)
+    assert big.calls == [2, 1] and small.calls == [2, 1]
+    for r in results:
+        assert [f.verdict.model_size for f in r.faces] == [32, FACE_SIZE]  # the verdict names each face's model
+        assert [f.restored.shape[0] for f in r.faces] == [32, FACE_SIZE]
+    for photo, many in zip(photos, results):
+        np.testing.assert_array_equal(restorer(photo).image, many.image)
+
+
+def test_small_faces_checks():
+    from osdface.face.restorer import SmallFaces
+
+    with pytest.raises(ValueError, match="size"):
+        SmallFaces(brighter, 8, 100)
+    with pytest.raises(ValueError, match="up_to"):
+        SmallFaces(brighter, 32, 0)
+    with pytest.raises(TypeError, match="small must be"):
+        FaceRestorer(brighter, FixedDetector([]), face_size=FACE_SIZE, small=(brighter, 32, 100))
+    photo = textured_background(200, 200, seed=1)
+    wrong = FaceRestorer(brighter, FixedDetector([face_at(100, 100, 14)]), face_size=FACE_SIZE,
+                         small=SmallFaces(lambda crops: brighter([c[:16, :16] for c in crops]), 32, 1e6))
+    with pytest.raises(ValueError, match=r"small.restore_fn output 0 must be a \(32, 32, 3\)"):
+        wrong(photo)

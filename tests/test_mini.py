@@ -146,7 +146,7 @@ def home(tmp_path, monkeypatch, tiny_model_dir):
 
 
 def test_bundled_names_resolve_in_the_default_order(tmp_path, monkeypatch, tiny_model_dir):
-    """"mini" is the first of DEFAULT_ORDER installed (mini128, then mini256); a named model is that one or
+    """"mini" is the first of DEFAULT_ORDER installed (mini256, then mini128); a named model is that one or
     a clear error; "auto" falls back to the default one."""
     import shutil
 
@@ -156,25 +156,55 @@ def test_bundled_names_resolve_in_the_default_order(tmp_path, monkeypatch, tiny_
     assert bundled.resolve_bundled("mini") is None
     with pytest.raises(WeightsNotFoundError, match="bundled mini model is missing"):
         loading.find_weights(model="mini")
-    shutil.copytree(tiny_model_dir, weights / "mini256")
-    assert loading.find_weights() == ("bundled", weights / "mini256")
-    assert loading.find_weights(model="mini") == ("bundled", weights / "mini256")
-    with pytest.raises(WeightsNotFoundError, match="bundled mini128 model is missing"):
-        loading.find_weights(model="mini128")
     shutil.copytree(tiny_model_dir, weights / "mini128")
     assert loading.find_weights() == ("bundled", weights / "mini128")
     assert loading.find_weights(model="mini") == ("bundled", weights / "mini128")
-    assert loading.find_weights(model="mini256") == ("bundled", weights / "mini256")
+    with pytest.raises(WeightsNotFoundError, match="bundled mini256 model is missing"):
+        loading.find_weights(model="mini256")
+    shutil.copytree(tiny_model_dir, weights / "mini256")
+    assert loading.find_weights() == ("bundled", weights / "mini256")
+    assert loading.find_weights(model="mini") == ("bundled", weights / "mini256")
+    assert loading.find_weights(model="mini128") == ("bundled", weights / "mini128")
     assert bundled.resolve_bundled("mini512") is None
     with pytest.raises(OSDFaceError, match="takes no --weights"):
         loading.find_weights(str(weights / "mini128"), model="mini128")
     # the notice names the model in use, and the pipeline loads bundled names: told apart by a marked index
     assert "osdface-mini 2 model (256 px" in bundled.notice(weights / "mini256")
     assert "osdface-mini model (128 px" in bundled.notice(weights / "mini128")
-    index = json.loads((weights / "mini256" / "model_index.json").read_text())
-    (weights / "mini256" / "model_index.json").write_text(json.dumps({**index, "timestep": 301}))
-    assert OSDFacePipeline.from_pretrained("mini256").timestep == 301
-    assert OSDFacePipeline.from_pretrained("mini").timestep == OSDFacePipeline.from_pretrained("mini128").timestep == index["timestep"] != 301
+    index = json.loads((weights / "mini128" / "model_index.json").read_text())
+    small = {**index, "timestep": 301, "sample_size": index["sample_size"] // 2}  # "mini" pairs it: a smaller size
+    (weights / "mini128" / "model_index.json").write_text(json.dumps(small))
+    assert OSDFacePipeline.from_pretrained("mini128").timestep == 301
+    assert OSDFacePipeline.from_pretrained("mini").timestep == OSDFacePipeline.from_pretrained("mini256").timestep == index["timestep"] != 301
+
+
+def test_the_default_pairs_mini256_with_mini128_for_small_faces(tmp_path, monkeypatch, tiny_model_dir):
+    """"mini" (and "auto" falling back to it) loads mini256 paired with mini128 for faces up to 141 px; a
+    model named on its own, or a default without mini128 installed, comes alone."""
+    import shutil
+
+    monkeypatch.setenv("OSDFACE_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(bundled, "bundled_dir", lambda name: weights / name)
+    shutil.copytree(tiny_model_dir, weights / "mini256")
+    assert OSDFacePipeline.from_pretrained("mini").small_faces is None  # mini128 not installed
+    shutil.copytree(tiny_model_dir, weights / "mini128")
+    index = json.loads((weights / "mini128" / "model_index.json").read_text())
+    (weights / "mini128" / "model_index.json").write_text(json.dumps({**index, "sample_size": index["sample_size"] // 2}))
+    pipe = OSDFacePipeline.from_pretrained("mini")
+    small, up_to = pipe.small_faces
+    assert (pipe.sample_size, small.sample_size, up_to) == (index["sample_size"], index["sample_size"] // 2, 141)
+    assert OSDFacePipeline.from_pretrained("mini256").small_faces is None
+    notes = []
+    for model, paired in (("auto", True), ("mini", True), ("mini256", False), ("mini128", False)):
+        loaded = loading.load_pipeline(model=model, notify=notes.append)
+        assert (loaded.small_faces is not None) == paired, model
+    assert "faces up to 141 px by osdface-mini, " in notes[0] and "faces up to" not in notes[2]
+    # the pair moves together
+    loaded = loading.load_pipeline(model="mini", dtype="bfloat16")
+    assert loaded.small_faces[0].dtype == loaded.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="runs below"):
+        pipe.with_small_faces(pipe, 100)
 
 
 def test_fallback_order(home, tiny_model_dir, tiny_release):
@@ -206,7 +236,7 @@ def test_restore_cli_says_when_it_uses_the_bundled_model(home, tmp_path):
     Image.fromarray(face_images(1, size=32, seed=3)[0]).save(src / "a.png")
     result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--output", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 0, result.output
-    assert "bundled osdface-mini model" in result.output and "non-commercial" in result.output
+    assert "bundled osdface-mini 2 model" in result.output and "non-commercial" in result.output
     assert (tmp_path / "out" / "a.png").is_file()
     result = CliRunner().invoke(app, ["restore", str(src), "--aligned", "--model", "paper", "--output",
                                       str(tmp_path / "out2"), "-q"])
@@ -244,11 +274,14 @@ def test_bundled_weights_load_with_every_key_and_are_deterministic(name):
     torch.testing.assert_close(a, b, atol=2e-5, rtol=0)  # batch vs single: float noise only
 
 
-def test_the_default_bundled_model_is_the_128_one():
-    """bundled.py's docstring: mini256 is opt-in while it makes mildly degraded faces of its size worse."""
-    assert bundled.DEFAULT_ORDER == ("mini128", "mini256")
-    if "mini128" in INSTALLED:
-        assert bundled.resolve_bundled("mini") == bundled.bundled_dir("mini128")
+def test_the_default_bundled_model_is_the_256_one_with_the_128_one_for_small_faces():
+    """bundled.py's docstring: mini256 is the default, mini128 takes faces up to 1.1 × 128 px."""
+    assert bundled.DEFAULT_ORDER == ("mini256", "mini128")
+    assert bundled.SMALL_FACES == {"mini256": ("mini128", 141)}
+    if "mini256" in INSTALLED:
+        assert bundled.resolve_bundled("mini") == bundled.bundled_dir("mini256")
+    if {"mini256", "mini128"} <= set(INSTALLED):
+        assert bundled.small_faces_for(bundled.bundled_dir("mini256")) == (bundled.bundled_dir("mini128"), 141)
 
 
 @each_bundled

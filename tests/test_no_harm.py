@@ -198,12 +198,47 @@ def test_sharp_face_at_the_models_size_is_kept_and_a_soft_one_restored():
     assert np.array_equal(restored.image, restorer(blur_model, None, landmarks)(blurred).image)
 
 
+def test_a_face_sharp_or_blocky_at_half_a_256_model_is_kept_and_a_soft_one_restored():
+    """Models of 256 px and more also measure a face ≤ 1.1·S at S/2: a 204-px face, sharp or JPEG q30 at its
+    own size, reads below the at-size pair (α > 0 from it alone) but is already sharp at 128: kept, pixel for
+    pixel; the same face with its detail cut to a quarter is restored as without the rule. Below
+    ``half_size_from`` the check is off."""
+    photo, landmarks = astronaut(204 / 171)  # the face's aligned crop ≈ 204 px, the stand-in model's 256
+    _, buf = cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 30])
+    blocky = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    rule = NoHarm()
+    for image in (photo, blocky):
+        result = FaceRestorer(blur_model, FixedDetector(landmarks), face_size=256, no_harm=rule)(image)
+        verdict = result.faces[0].verdict
+        assert verdict.fusion == "none" and 0.75 * 256 <= verdict.native_size <= 0.85 * 256
+        assert rule.weight_from_detail(verdict.input_detail, at_size=True) > 0  # the at-size pair alone: changed
+        assert verdict.input_detail_half > rule.half_size_keep and verdict.action == "kept"
+        assert verdict.reason == "already sharp, noisy or blocky at half the model's size"
+        assert np.array_equal(result.image, image)
+        off = FaceRestorer(blur_model, FixedDetector(landmarks), face_size=256, no_harm=NoHarm(half_size_from=512))
+        assert off(image).faces[0].verdict.model_weight > 0 and off(image).faces[0].verdict.input_detail_half is None
+    blurred = soft(photo, photo.shape[1] // 4)
+    restored = FaceRestorer(blur_model, FixedDetector(landmarks), face_size=256, no_harm=rule)(blurred)
+    assert restored.faces[0].verdict.action == "restored"
+    plain = FaceRestorer(blur_model, FixedDetector(landmarks), face_size=256)(blurred)
+    assert np.array_equal(restored.image, plain.image)
+
+
 def test_the_weight_is_linear_between_each_pair_of_thresholds():
-    rule = NoHarm(detail_restore=0.004, detail_keep=0.010, at_size_restore=0.016, at_size_keep=0.024)
-    for at_size, (low, high) in ((False, (0.004, 0.010)), (True, (0.016, 0.024))):
+    rule = NoHarm(detail_restore=0.004, detail_keep=0.010, at_size_restore=0.016, at_size_keep=0.024,
+                  half_size_restore=0.012, half_size_keep=0.020)
+    for at_size, half, (low, high) in ((False, False, (0.004, 0.010)), (True, False, (0.016, 0.024)),
+                                       (True, True, (0.012, 0.020)), (False, True, (0.012, 0.020))):
         for t in np.linspace(0, 0.04, 41):
             expected = 1.0 if t <= low else (0.0 if t >= high else (high - t) / (high - low))
-            assert rule.weight_from_detail(t, at_size) == pytest.approx(expected, abs=1e-9)
+            assert rule.weight_from_detail(t, at_size, half) == pytest.approx(expected, abs=1e-9)
+    big = np.zeros((256, 256, 3), np.uint8)
+    assert rule.detail_weight(big, 200, 0.0, 0.016) == pytest.approx(0.5)  # a model of 256: capped at S/2
+    assert rule.detail_weight(big, 600, 0.0, 0.018) == pytest.approx(0.25)  # larger faces too
+    assert rule.detail_weight(big, 600, 0.0, 0.0) == 1.0
+    assert rule.half_size_detail(big) == 0.0 and rule.half_size_detail(big[:128, :128]) is None  # off below 256
+    with pytest.raises(ValueError, match="half_size_restore < half_size_keep"):
+        NoHarm(half_size_restore=0.03, half_size_keep=0.02)
     crop = np.zeros((S, S, 3), np.uint8)
     assert rule.detail_weight(crop, 1.05 * S, 0.02) == pytest.approx(0.5)  # below 1.1·S: the at-size pair
     assert rule.detail_weight(crop, 1.2 * S, 0.02) == 0.0  # larger: the band-fusion pair
@@ -442,3 +477,45 @@ def test_video_identity_guard_is_measured_per_track_every_window():
     first = verdicts[0]
     assert first.identity <= 0.05 < first.identity_before_guard
     assert CountingIdentity.calls == 3 * (1 + first.guard_halvings)  # only the measured frames cost a call
+
+
+class SizePipe:
+    """A stand-in pipeline for ``restore_aligned_faces``: shifts every crop by ``shift`` at its face size."""
+
+    def __init__(self, size, shift):
+        import torch
+
+        self.sample_size, self.shift, self.device, self.small_faces, self.calls = size, shift, torch.device("cpu"), None, []
+
+    def __call__(self, images, **kw):
+        from types import SimpleNamespace
+
+        self.calls.append([im.shape[0] for im in images])
+        out = [cv2.resize(im, (self.sample_size,) * 2, interpolation=cv2.INTER_AREA) for im in images]
+        return SimpleNamespace(images=[np.clip(o.astype(np.int16) + self.shift, 0, 255).astype(np.uint8) for o in out])
+
+
+def test_aligned_crops_go_to_the_small_face_model_by_their_side():
+    """With ``pipe.small_faces``, an aligned crop of side ≤ up_to is restored by the small model, at its size
+    and with its verdict; the others as without the pairing."""
+    from osdface.photos import restore_aligned_faces
+
+    crops = [astronaut_crop(side) for side in (40, 100, 64, 30)]
+    large, small = SizePipe(64, 20), SizePipe(32, -20)
+    rule = NoHarm(enabled=False)
+    alone = restore_aligned_faces(large, crops, no_harm=rule)
+    large.small_faces = (small, 50)
+    paired = restore_aligned_faces(large, crops, no_harm=rule)
+    assert len(large.calls[-1]) == 2 and small.calls == [[32, 32]]  # two crops each, at each model's size
+    for k in (1, 2):  # the large ones: as without the pairing
+        np.testing.assert_array_equal(paired[k][0], alone[k][0])
+    for k in (0, 3):  # the small ones: the small model's output at 32 px, and its verdict
+        assert paired[k][0].shape == (32, 32, 3) and paired[k][1].model_size == 32
+        shrink = cv2.INTER_AREA if crops[k].shape[0] > 32 else cv2.INTER_CUBIC
+        expected = SizePipe(32, -20)([cv2.resize(crops[k], (32, 32), interpolation=shrink)]).images[0]
+        np.testing.assert_array_equal(paired[k][0], expected)
+
+
+def astronaut_crop(side):
+    photo = skimage.data.astronaut()
+    return warp_face(photo, estimate_affine(ASTRONAUT_LANDMARKS5, face_size=side), side)

@@ -262,8 +262,13 @@ def test_cancel_button_reaches_only_its_own_session():
 
 
 def test_model_note_says_which_model():
-    assert "bundled osdface-mini**" in describe_model("bundled", 128) and "non-commercial" in describe_model("bundled", 128)
+    mini128 = describe_model("bundled", 128, Path("x/mini128"))
+    assert "bundled osdface-mini**" in mini128 and "non-commercial" in mini128
     assert "bundled osdface-mini 2**" in describe_model("bundled", 256, Path("x/mini256"))
+    assert "bundled osdface-mini 2**" in describe_model("bundled", 256)  # the default
+    small = type("Pipe", (), {"sample_size": 128})()
+    assert "(256 px faces; photos' faces up to 141 px go to a 128-px model, videos use one model)" in describe_model(
+        "bundled", 256, Path("x/mini256"), (small, 141))
     assert "osdface download" in describe_model("bundled", 128)
     assert describe_model("ours", 512) == "**Model: OSDFace** (512 px faces), the installed weights."
 

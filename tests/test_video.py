@@ -497,3 +497,14 @@ def test_temporal_filter_follows_motion_and_lets_a_real_change_through():
     changed[20:40, 20:40] = 0  # a dark square: no neighbour has it
     out = TemporalFilter(gate=32.0)(changed, others)
     assert np.abs(out[24:36, 24:36].astype(int) - changed[24:36, 24:36]).max() <= 1
+
+
+def test_a_video_is_restored_by_one_model():
+    """A face restorer that routes small faces to a second model is refused: tracks, the prompt's smoothing
+    and the temporal filter work at one face size."""
+    from osdface.face.restorer import SmallFaces
+
+    faces = FaceRestorer(lambda crops: crops, detector=ScriptedDetector([]), face_size=TINY_SIZE,
+                         small=SmallFaces(lambda crops: crops, 16, 40))
+    with pytest.raises(ValueError, match="one model"):
+        VideoFaceRestorer(CropPatternPipe(), faces)

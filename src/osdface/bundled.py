@@ -7,12 +7,16 @@ these until they are installed: the same ``OSDFacePipeline`` and recipe, configs
   shared high-resolution faces (FFHQ and CC BY studio portraits).
 - ``mini128`` (osdface-mini): 128 px faces, trained by ``scripts/train_mini.sh`` on UTKFace.
 
-``mini`` names the default among them (``DEFAULT_ORDER``: the first one installed). The default is still
-mini128: at its own size mini256 still makes some mildly degraded faces worse (÷2 + JPEG −0.7 dB, video
-blocking −0.3 dB, benchmarks/calibrate_at_size.py) where mini128 helps them, and in whole photos it gains
-half as much on 128-px faces (benchmarks/bench_no_harm.py --model mini256); it is there by name
-(``--model mini256``), the better choice for heavily degraded faces of 256 px and more. Every one
-carries non-commercial research terms (UTKFace's and FFHQ's).
+``mini`` names the default among them (``DEFAULT_ORDER``: the first one installed): mini256, paired with
+mini128 for small faces (``SMALL_FACES``): in whole photos and ``--aligned`` crops a face of native size up
+to 141 px (1.1 × 128: the faces mini128 holds whole) goes to mini128, a larger one to mini256. Measured
+side by side with the "never worse" rule on (benchmarks/bench_routing.py, 30 held-out faces, 8
+degradations): up to 128 px mini128 gains more on heavy degradations (the bench's recipe +1.21 dB
+against +0.59 at 128) and on most others at 64–96 px; from 154 px mini256 wins 6 of 8 conditions and
+leaves 0–1 of 30 faces worse where mini128 leaves 10–30 (clean ÷4, blur σ 1.2). A video is restored by
+one model, mini256 (tracks, the prompt's smoothing and the temporal filter run at one face size). ``--model mini256`` /
+``--model mini128`` take one model alone. Every one carries non-commercial research terms (UTKFace's
+and FFHQ's).
 
     pipe = OSDFacePipeline.from_pretrained("mini")      # or "mini256", "mini128"
 
@@ -28,7 +32,10 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_NAME = "mini"
-DEFAULT_ORDER = ("mini128", "mini256")  # what "mini" means: the first of these installed (see above)
+DEFAULT_ORDER = ("mini256", "mini128")  # what "mini" means: the first of these installed (see above)
+# "mini" pairs its model with a second one for small faces (``OSDFacePipeline.with_small_faces``): faces of
+# native size ≤ the bound go to it. 141 px = 1.1 × 128: the faces mini128 holds whole (see above).
+SMALL_FACES: dict[str, tuple[str, int]] = {"mini256": ("mini128", 141)}
 
 _UTKFACE = ("**UTKFace** (Zhang, Song, Qi, CVPR 2017), whose images are available for **non-commercial research "
             "purposes only**; the copyright of the images belongs to their original owners")
@@ -92,16 +99,30 @@ def resolve_bundled(name: str) -> Path | None:
     return None
 
 
+def small_faces_for(folder: Path) -> tuple[Path, int] | None:
+    """(folder, largest native face size) of the model that takes small faces for the bundled model in
+    ``folder`` (``SMALL_FACES``), or None: none paired, or it is not installed."""
+    name, _ = SMALL_FACES.get(Path(folder).name, (None, 0))
+    if name is None or not is_installed(bundled_dir(name)):
+        return None
+    return bundled_dir(name), SMALL_FACES[Path(folder).name][1]
+
+
 def model_info(folder: Path | None) -> dict:
     """The ``MODELS`` entry of a bundled folder (by its folder name); the default model's for anything else."""
     name = Path(folder).name if folder is not None else ""
     return MODELS[name if name in MODELS else DEFAULT_ORDER[0]]
 
 
-def notice(folder: Path) -> str:
-    """The one line a run prints when it uses a bundled model: which, its terms, how to get the paper's."""
+def notice(folder: Path, paired: bool = False) -> str:
+    """The one line a run prints when it uses a bundled model: which, its terms, how to get the paper's.
+    ``paired``: with the model for its small faces (``SMALL_FACES``)."""
     info = model_info(folder)
-    return (f"using the bundled {info['title']} model ({info['size']} px faces; trained by osdface on {info['data']}: "
-            "non-commercial research use only). "
+    small = ""
+    if paired and Path(folder).name in SMALL_FACES:
+        name, up_to = SMALL_FACES[Path(folder).name]
+        small = f"; faces up to {up_to} px by {MODELS[name]['title']}, {MODELS[name]['size']} px"
+    return (f"using the bundled {info['title']} model ({info['size']} px faces{small}; trained by osdface on "
+            f"{info['data']}: non-commercial research use only). "
             "For the paper's model run `osdface download` (README, 'Weights') or pass --weights DIR; "
             "--model paper insists on it.")

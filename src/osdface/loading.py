@@ -84,7 +84,7 @@ def find_weights(weights: Optional[str] = None, model: str = "auto") -> tuple[st
     official three files) or "bundled" (osdface-mini 2 / osdface-mini, shipped in the package).
 
     Order: ``weights`` when given; else ``$OSDFACE_HOME/osdface``, then ``$OSDFACE_HOME/osdface-release``;
-    else (``model="auto"``) the default bundled model (``bundled.DEFAULT_ORDER``: mini128, then mini256).
+    else (``model="auto"``) the default bundled model (``bundled.DEFAULT_ORDER``: mini256, then mini128).
     ``model="mini"`` takes that one directly, ``"mini256"`` / ``"mini128"`` the one named;
     ``model="paper"`` never falls back to them.
     """
@@ -126,7 +126,8 @@ def check_dtype_name(dtype: str) -> None:
 def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None, device: str = "auto",
                   dtype: str = "float32", model: str = "auto", notify=None) -> OSDFacePipeline:
     """The pipeline ``find_weights`` picks, on ``device`` in ``dtype``. ``notify(line)`` is told when
-    the bundled mini model is used (with its terms and how to get the paper's model)."""
+    the bundled mini model is used (with its terms and how to get the paper's model). The default bundled
+    model ("auto" or "mini") comes paired with the one for small faces (``bundled.SMALL_FACES``)."""
     from .bundled import notice
 
     check_dtype_name(dtype)
@@ -136,9 +137,10 @@ def load_pipeline(weights: Optional[str] = None, sd_model: Optional[str] = None,
     if kind == "release":
         pipe = OSDFacePipeline.from_official(folder, sd_model or str(default_sd_model()))
     else:
-        pipe = OSDFacePipeline.from_pretrained(folder, sd_model=sd_model)
+        pipe = OSDFacePipeline.from_pretrained(folder, sd_model=sd_model,
+                                               small_faces=kind == "bundled" and model in ("auto", "mini"))
     if kind == "bundled" and notify is not None:
-        notify(notice(folder))
+        notify(notice(folder, pipe.small_faces is not None))
     return use_fast_layout(pipe.to(target, torch_dtype))
 
 

@@ -23,7 +23,7 @@ from .errors import OSDFaceError
 from .face import FaceDetector, FaceRestorer, RestoreResult, create_detector
 from .face.background import DEFAULT_BACKGROUND, background_upsampler
 from .face.no_harm import FaceVerdict, NoHarm, band_change, detail, mix
-from .face.restorer import BackgroundUpsampler, is_grayscale
+from .face.restorer import BackgroundUpsampler, SmallFaces, is_grayscale
 from .image_utils import pil_to_photo_array
 from .pipeline import OSDFacePipeline
 
@@ -120,15 +120,23 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str | FaceDetector = 
                        max_faces: Optional[int] = None, color_match: bool = True, fidelity: float = 0.0,
                        batch_size: int = 4, posterior: str = "mode", seed: int = 114,
                        detect_max_side: Optional[int] = 2048, no_harm: Optional[NoHarm] = None,
-                       background: str | BackgroundUpsampler = DEFAULT_BACKGROUND) -> FaceRestorer:
+                       background: str | BackgroundUpsampler = DEFAULT_BACKGROUND,
+                       small_faces: bool = True) -> FaceRestorer:
     """A FaceRestorer whose faces are restored by ``pipe`` (aligned at the pipeline's face size).
 
     ``detector``: a name (built by ``make_detector`` with ``detector_weights`` and ``detect_max_side``)
     or a detector already built; ``no_harm``: the per-face "never worse" rule (``make_no_harm``); None
     pastes every restored face as is; ``background``: how the rest of the photo is upscaled, a name of
     ``face.background.BACKGROUNDS`` (default "learned": the shipped ×2 network, on ``pipe.device``;
-    "lanczos": ``FaceRestorer``'s own default) or an upsampler function.
+    "lanczos": ``FaceRestorer``'s own default) or an upsampler function; ``small_faces``: route faces to
+    ``pipe.small_faces`` (``OSDFacePipeline.with_small_faces``) when it is set (video turns it off: one model
+    a clip).
     """
+    small = None
+    if small_faces and pipe.small_faces is not None:
+        small_pipe, up_to = pipe.small_faces
+        small = SmallFaces(pipeline_restore_fn(small_pipe, batch_size, posterior, seed, fidelity),
+                           small_pipe.sample_size, up_to)
     if isinstance(detector, str):
         detector = make_detector(detector, detector_weights, detect_max_side)
     if isinstance(background, str):
@@ -138,7 +146,7 @@ def make_face_restorer(pipe: OSDFacePipeline, *, detector: str | FaceDetector = 
         detector=detector,
         face_size=pipe.sample_size, upscale=upscale, only_center_face=only_center_face,
         min_face_size=min_face_size, max_faces=max_faces, color_match=color_match, no_harm=no_harm,
-        background_upsampler=background,
+        background_upsampler=background, small=small,
     )
 
 
@@ -164,8 +172,27 @@ def restore_aligned_faces(pipe: OSDFacePipeline, images: list[np.ndarray], *, fi
     another keeps its aspect ratio with long side S. With ``no_harm``, a square crop larger than 1.1·S keeps
     its size: the model restores it shrunk to S (area) and its change is added to the input in the model's
     band (``no_harm.band_change``), the finer detail coming from the input; a smaller one comes out S×S.
-    ``fidelity`` blends with the input (``blend_fidelity``); a gray crop comes back gray (HW).
+    ``fidelity`` blends with the input (``blend_fidelity``); a gray crop comes back gray (HW). With
+    ``pipe.small_faces`` set, crops whose side is at most its ``up_to`` go to that pipeline instead.
     """
+    models = [(pipe, list(range(len(images))))]
+    if pipe.small_faces is not None:
+        small_pipe, up_to = pipe.small_faces
+        small = [max(im.shape[:2]) <= up_to for im in images]
+        models = [(pipe, [k for k, s in enumerate(small) if not s]), (small_pipe, [k for k, s in enumerate(small) if s])]
+    results: list = [None] * len(images)
+    for model, chosen in models:
+        out = _restore_aligned_with(model, [images[k] for k in chosen], fidelity, batch_size, posterior, seed, no_harm)
+        for k, item in zip(chosen, out):
+            results[k] = item
+    return results
+
+
+def _restore_aligned_with(pipe: OSDFacePipeline, images: list[np.ndarray], fidelity: float, batch_size: int,
+                          posterior: str, seed: int, no_harm: Optional[NoHarm]):
+    """``restore_aligned_faces`` by one pipeline (its own face size S)."""
+    if not images:
+        return []
     size = pipe.sample_size
     square = [no_harm is not None and im.shape[0] == im.shape[1] for im in images]
     # 1. What the model sees: square crops at S (area-shrunk, so the band split has no aliasing), others as given

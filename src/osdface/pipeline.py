@@ -72,6 +72,11 @@ class OSDFacePipeline:
 
     Config (stored in ``model_index.json``): ``timestep`` (T_L, 399), ``sample_size`` (the face size
     the model runs at, 512).
+
+    ``small_faces`` (not saved; ``with_small_faces``): None, or a second pipeline at a smaller face size and
+    the largest native face size (px) it takes: whole-photo restoring (``photos.make_face_restorer``, the
+    ``--aligned`` path) sends such faces to it. The bundled default pairs mini256 with mini128 this way.
+    ``to``, ``autocast`` and ``channels_last`` apply to it too.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class OSDFacePipeline:
         self.timestep, self.sample_size = int(timestep), int(sample_size)
         self.lora, self.lora_merged, self.base_model = lora, lora_merged, base_model
         self.autocast_dtype: Optional[torch.dtype] = None  # see ``autocast``
+        self.small_faces: Optional[tuple[OSDFacePipeline, float]] = None  # see ``with_small_faces``
         for module in self.modules():
             module.eval().requires_grad_(False)
 
@@ -102,6 +108,20 @@ class OSDFacePipeline:
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.vre, self.adapter, self.vae, self.unet]
+
+    def with_small_faces(self, pipe: Optional["OSDFacePipeline"], up_to: float = 0.0) -> "OSDFacePipeline":
+        """Pair this pipeline with ``pipe`` for faces whose native size is at most ``up_to`` px in whole
+        photos (None: no pairing). ``pipe`` must run at a smaller face size. Returns self."""
+        if pipe is None:
+            self.small_faces = None
+            return self
+        if not pipe.sample_size < self.sample_size or not up_to > 0:
+            raise ValueError(f"a small-face pipeline runs below {self.sample_size} px and takes faces up to > 0 px; "
+                             f"got {pipe.sample_size} px, up to {up_to}")
+        if pipe.small_faces is not None:
+            raise ValueError("the small-face pipeline has a small-face pipeline of its own")
+        self.small_faces = (pipe, float(up_to))
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -130,6 +150,8 @@ class OSDFacePipeline:
             torch.nn.Module.to(module, device=device, dtype=exact)  # (diffusers' .to warns on plain casts)
         for module in (self.vae, self.unet):
             torch.nn.Module.to(module, device=device, dtype=dtype)
+        if self.small_faces is not None:
+            self.small_faces[0].to(device, dtype)
         return self
 
     def autocast(self, dtype: Optional[torch.dtype]):
@@ -138,6 +160,8 @@ class OSDFacePipeline:
         The alternative to casting the weights (``to(dtype=...)``): matmuls and convolutions run in
         ``dtype``, precision-sensitive ops (norms, softmax) stay float32. Returns self."""
         self.autocast_dtype = dtype
+        if self.small_faces is not None:
+            self.small_faces[0].autocast(dtype)
         return self
 
     def _autocast(self):
@@ -150,6 +174,8 @@ class OSDFacePipeline:
         layout = torch.channels_last if enable else torch.contiguous_format
         for module in self.modules():
             torch.nn.Module.to(module, memory_format=layout)
+        if self.small_faces is not None:
+            self.small_faces[0].channels_last(enable)
         return self
 
     def merge_lora(self):
@@ -355,17 +381,27 @@ class OSDFacePipeline:
 
     @classmethod
     def from_pretrained(cls, model_dir: Union[str, os.PathLike], sd_model: Union[str, os.PathLike, None] = None,
-                        merge_lora: bool = True, dtype: torch.dtype = torch.float32) -> "OSDFacePipeline":
+                        merge_lora: bool = True, dtype: torch.dtype = torch.float32,
+                        small_faces: Optional[bool] = None) -> "OSDFacePipeline":
         """Load a folder written by ``save_pretrained`` (no pickle, no merge for the merged layout).
         ``"mini"``, ``"mini256"``, ``"mini128"`` (when no such folder exists here) are the bundled models
-        (``osdface.bundled``; "mini" is the default one)."""
-        from .bundled import NAMES, resolve_bundled
+        (``osdface.bundled``; "mini" is the default one). ``small_faces``: pair a bundled model with the one
+        that takes its small faces (``bundled.SMALL_FACES``, ``with_small_faces``) when installed; None: only
+        for "mini"."""
+        from .bundled import DEFAULT_NAME, NAMES, resolve_bundled, small_faces_for
 
+        if small_faces is None:
+            small_faces = str(model_dir) == DEFAULT_NAME
         if str(model_dir) in NAMES and not Path(model_dir).exists():
             folder = resolve_bundled(str(model_dir))
             if folder is None:
                 raise WeightsNotFoundError(f"the bundled {model_dir} model is missing from this install; reinstall osdface")
             model_dir = folder
+        partner = small_faces_for(Path(model_dir)) if small_faces else None
+        if partner is not None:
+            small = cls.from_pretrained(partner[0], sd_model, merge_lora, dtype, small_faces=False)
+            return cls.from_pretrained(model_dir, sd_model, merge_lora, dtype, small_faces=False).with_small_faces(
+                small, partner[1])
         model_dir = Path(model_dir).expanduser()
         index_path = model_dir / INDEX_FILE
         if not index_path.is_file():

@@ -11,7 +11,7 @@ import typer
 def align(
     inputs: Annotated[List[Path], typer.Argument(help="Photos and/or folders of photos.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the aligned crops (STEM_KK.png) and manifest.json.")],
-    size: Annotated[int, typer.Option(min=16, max=2048, help="Side of the aligned crops in pixels (the model's sample_size: 512 for the paper's, 128 for mini).")] = 512,
+    size: Annotated[int, typer.Option(min=16, max=2048, help="Side of the aligned crops in pixels (the model's sample_size: 512 for the paper's, 256 for mini256, 128 for mini128).")] = 512,
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Keep only the face nearest each photo's centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
     max_faces: Annotated[Optional[int], typer.Option(min=1, help="At most this many faces per photo, the largest first.")] = None,

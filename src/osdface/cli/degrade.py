@@ -11,7 +11,7 @@ import typer
 def degrade(
     hq_dir: Annotated[Path, typer.Argument(help="Folder of HQ face images (any size; centre-cropped to a square).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the LQ images and manifest.json.")],
-    preset: Annotated[str, typer.Option(help="Degradation preset: gfpgan | daefr | codeformer | difface | dual | dual_chain | mini (128 px faces).")] = "daefr",
+    preset: Annotated[str, typer.Option(help="Degradation preset: gfpgan | daefr | codeformer | difface | dual | dual_chain | mini (128 px faces) | mini256 | mini256_mixed | mini256_broad (256 px faces).")] = "daefr",
     seed: Annotated[int, typer.Option(min=0, help="Base seed; each image's degradation depends only on (preset, seed, file name, pixels).")] = 0,
     size: Annotated[int, typer.Option(min=8, max=4096, help="Output side in pixels.")] = 512,
     gt_dir: Annotated[Optional[Path], typer.Option(help="Also write the resized HQ targets here (pair them with the LQ by name).")] = None,

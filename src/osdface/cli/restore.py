@@ -27,7 +27,7 @@ def restore(
     inputs: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images (png, jpg, webp, bmp, tif).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the restored images (created if needed).")],
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are aligned face crops (FFHQ-style): restore each as one face, no detection.")] = False,
-    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is upscaled by --background, faces are restored at the model's size (512; 128 for mini, 256 for mini256).")] = 1.0,
+    upscale: Annotated[float, typer.Option(min=0.1, max=8.0, help="Photo mode: output S× the input size; the background is upscaled by --background, faces are restored at the model's size (512; mini: 256, faces up to 141 px at 128).")] = 1.0,
     background: Annotated[Optional[str], typer.Option(help="learned | lanczos. How --upscale > 1 enlarges everything outside the faces. learned: a small ×2 network shipped in the package (+1.1 to +1.3 dB over Lanczos-4 at ×2 on held-out photos; about 0.8 s per output megapixel on 2 CPU cores; run again for larger factors); lanczos: cv2 Lanczos-4. Default: learned for photos, lanczos for video frames (the network would cost ~3 s a 720p frame at ×2 on 2 CPU cores).")] = None,
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Photo mode: restore only the face nearest the centre.")] = False,
     min_face_size: Annotated[float, typer.Option(min=0, help="Photo mode: ignore faces whose box is smaller than this many pixels (shorter side).")] = 20.0,
@@ -43,7 +43,7 @@ def restore(
     detector_weights: Annotated[Optional[str], typer.Option(help="Photo mode: local weights for the detector (a folder or file, detector-specific).")] = None,
     sd_model: Annotated[Optional[str], typer.Option(help="SD 2.1-base: a local diffusers folder or a hub id. Default: $OSDFACE_HOME/stable-diffusion-2-1-base. Not needed for a merged osdface folder.")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Our format (made by `osdface convert`) or the official release folder. Default: $OSDFACE_HOME/osdface, then $OSDFACE_HOME/osdface-release, then the bundled mini model.")] = None,
-    model: Annotated[str, typer.Option(help="auto | paper | mini | mini256 | mini128. auto: --weights or the paper's weights where installed, else the bundled mini. paper: never fall back to a bundled model. mini: the default bundled model (mini128: osdface-mini, 128 px). mini128, mini256 (osdface-mini 2, 256 px; README: why it is not the default): that bundled model (both non-commercial).")] = "auto",
+    model: Annotated[str, typer.Option(help="auto | paper | mini | mini256 | mini128. auto: --weights or the paper's weights where installed, else the bundled mini. paper: never fall back to a bundled model. mini: the default bundled model (mini256: osdface-mini 2, 256 px; photos' faces up to 141 px go to mini128: osdface-mini, 128 px). mini256, mini128: that bundled model alone (both non-commercial).")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass (photo mode: faces of several photos are batched together).")] = 4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps. auto picks CUDA (LOCAL_RANK's GPU under torchrun/accelerate), then MPS, then CPU.")] = "auto",
     dtype: Annotated[str, typer.Option(envvar="OSDFACE_DTYPE", help="auto | float32 | float16 | bfloat16. auto: bfloat16 on CPUs with AMX-BF16/AVX512-BF16 and CUDA sm80+, float16 on older GPUs and MPS, float32 elsewhere (the choice is printed). The VRE, adapter and x0 always stay float32/float64.")] = "auto",
@@ -318,13 +318,13 @@ def _photo_steps(p: RestorePlan, pipe):
     return restore_batch, read
 
 
-def _face_restorer(p: RestorePlan, pipe, background: str):
+def _face_restorer(p: RestorePlan, pipe, background: str, video: bool = False):
     from ..photos import make_face_restorer
 
     return make_face_restorer(pipe, detector=p.face_detector, upscale=p.upscale, only_center_face=p.only_center_face,
                               min_face_size=p.min_face_size, max_faces=p.max_faces, color_match=p.color_match,
                               fidelity=p.fidelity, batch_size=p.batch_size, posterior=p.posterior, seed=p.seed,
-                              no_harm=p.no_harm, background=background)
+                              no_harm=p.no_harm, background=background, small_faces=not video)
 
 
 def _restore_videos(p: RestorePlan, pipe, result) -> None:
@@ -338,7 +338,7 @@ def _restore_videos(p: RestorePlan, pipe, result) -> None:
                 "options": [p.only_center_face, p.min_face_size, p.max_faces, p.fidelity, p.color_match, p.posterior,
                             p.seed, p.detector, p.detector_weights, p.detail_guard, p.identity_guard,
                             background]}
-    make_video_restorer = video_restorer_maker(pipe, _face_restorer(p, pipe, background), stabilisers,
+    make_video_restorer = video_restorer_maker(pipe, _face_restorer(p, pipe, background, video=True), stabilisers,
                                                batch_size=p.batch_size, fidelity=p.fidelity, posterior=p.posterior,
                                                seed=p.seed, confirm_frames=p.confirm_frames, detect_size=p.detect_size)
 

@@ -63,7 +63,7 @@ def ui(
         # 4. The page, until Ctrl-C
         from ..ui.jobs import describe_model
 
-        page.serve(pipe, describe_model(kind, pipe.sample_size, folder), uploads, host=host, port=port, share=share,
+        page.serve(pipe, describe_model(kind, pipe.sample_size, folder, pipe.small_faces), uploads, host=host, port=port, share=share,
                    concurrency=concurrency, queue_size=queue_size, detector_weights=detector_weights,
                    no_harm=no_harm)
     finally:

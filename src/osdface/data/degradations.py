@@ -509,6 +509,17 @@ _MILD256 = StageConfig(
     jpeg_range=(70, 95),
 )
 
+# osdface-mini 2's last fine-tune: the mild stage widened to what the mixed fine-tune still made worse at
+# 154–256 px (benchmarks/calibrate_at_size.py): JPEG down to q20 at the face's own size or after ÷2
+# (−0.4 to −3.4 dB), and light noise; downsampling up to ÷3 only (÷3–6 is the severe stage's).
+_BROAD256 = StageConfig(
+    kernel_sizes=(21,),
+    blur_sigma=(0.1, 1.5),
+    downsample_range=(1.0, 3.0),
+    noise_range=(0.0, 8.0),
+    jpeg_range=(20, 95),
+)
+
 PRESETS: dict[str, DegradationConfig] = {
     # GFPGAN v1 as trained, colour augmentation included (shift 20, torch-style jitter, 1% gray LQ only).
     "gfpgan": DegradationConfig(
@@ -531,6 +542,8 @@ PRESETS: dict[str, DegradationConfig] = {
     "mini256": DegradationConfig(name="mini256", stage=_MINI256),
     "mini256_mixed": DegradationConfig(name="mini256_mixed", mode="mix", stage=_MILD256, severe=_MINI256,
                                        severe_prob=0.5),
+    "mini256_broad": DegradationConfig(name="mini256_broad", mode="mix", stage=_BROAD256, severe=_MINI256,
+                                       severe_prob=0.4),
     "dual_chain": DegradationConfig(
         name="dual_chain", mode="chain", stage=_DAEFR, severe=_DIFFACE, severe_prob=0.5
     ),

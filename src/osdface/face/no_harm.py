@@ -1,6 +1,6 @@
 """Never make a face worse: what the model may change in a face, decided per face and reported.
 
-A model restores faces at its own size S (``sample_size``: 512 for the paper's model, 128 for mini). A
+A model restores faces at its own size S (``sample_size``: 512 for the paper's model, 256 / 128 for the bundled ones). A
 face pasted back larger than S would lose whatever the input held above the model's band, and a face
 the model cannot help (already sharp, or a change of identity) would silently get worse. ``NoHarm``
 decides, for each face, how much of the model's change to keep, and says so in a ``FaceVerdict``:
@@ -34,6 +34,18 @@ decides, for each face, how much of the model's change to keep, and says so in a
    blocking: a talking head shrunk to ~130-px faces, JPEG q25 + H.264 CRF 38) read 0.001–0.017; a sharp
    face at S, or one with JPEG q25–50 or noise σ 8 at its own size, which the model replaces by its own
    detail (−0.5 to −4.5 dB), 0.020–0.09 (medians 0.032–0.052).
+   **Half the model's size** (models of ``half_size_from`` = 256 px and more): every face is also
+   measured on its crop shrunk to S/2, α capped by its own pair (``half_size_restore`` 0.012,
+   ``half_size_keep`` 0.020). A face that is already sharp one octave below the model's size is one
+   whose detail the model can only redraw: measured with mini256 on 30 held-out faces at 154–256 px
+   (``benchmarks/bench_routing.py``), JPEG q25/q50 at the face's own size read 0.019–0.098 there and lost
+   0.2–1.4 dB (25–30 faces of 30 worse), ÷2 + JPEG q40 at 230–256 px and video blocking at 256 px lost
+   0.2–0.6 dB; faces it helps (the bench's recipe, ÷4, blur σ 1.2) read 0.0006–0.014 and keep their gains.
+   It also keeps sharp faces at 0.6–0.9·S whole (the at-size pair left them at 35 dB). Larger faces too:
+   in whole photos (``benchmarks/bench_no_harm.py``) degraded 1024-px faces, whose real detail is the
+   model's size with noise and JPEG, read 0.017–0.043 at S/2 and were up to 0.17 dB worse with mini256;
+   the 512-px ones it helps read 0.007–0.020 (median 0.0095). Off below 256:
+   mini128 gains +0.5 to +1.2 dB on JPEG and video faces of 76–128 px that this check would keep.
 4. **Identity guard** (``identity``, ``identity_guard``): the dlib descriptor distance between the input
    crop and the output crop (both at S, landmarks fitted on the input). Past ``identity_guard``, α is
    halved until the distance is under it (6 halvings, then 0: the face is kept as it was). "auto": the
@@ -149,6 +161,7 @@ class FaceVerdict:
     action: str = "restored"  # "restored", "blended" or "kept"
     reason: str = ""
     guard_halvings: int = 0  # times the identity guard halved α (7: kept)
+    input_detail_half: Optional[float] = None  # the same at S/2 (models of half_size_from px and more)
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -166,9 +179,11 @@ class NoHarm:
     def __init__(self, enabled: bool = True, detail_restore: float = 0.004, detail_keep: float = 0.010,
                  noise_floor: float = 1.5, max_work_size: int = 1024,
                  identity: Optional[IdentityMeasure] = None, identity_guard: Optional[float | str] = None,
-                 at_size_restore: float = 0.016, at_size_keep: float = 0.024):
+                 at_size_restore: float = 0.016, at_size_keep: float = 0.024, half_size_restore: float = 0.012,
+                 half_size_keep: float = 0.020, half_size_from: int = 256):
         for low, high, names in ((detail_restore, detail_keep, "detail_restore < detail_keep"),
-                                 (at_size_restore, at_size_keep, "at_size_restore < at_size_keep")):
+                                 (at_size_restore, at_size_keep, "at_size_restore < at_size_keep"),
+                                 (half_size_restore, half_size_keep, "half_size_restore < half_size_keep")):
             if not 0 <= low < high:
                 raise ValueError(f"need 0 <= {names}; got {low}, {high}")
         if identity_guard is not None and identity_guard != "auto" and not identity_guard > 0:
@@ -176,6 +191,8 @@ class NoHarm:
         self.enabled = enabled
         self.detail_restore, self.detail_keep = float(detail_restore), float(detail_keep)
         self.at_size_restore, self.at_size_keep = float(at_size_restore), float(at_size_keep)
+        self.half_size_restore, self.half_size_keep = float(half_size_restore), float(half_size_keep)
+        self.half_size_from = int(half_size_from)
         self.noise_floor = float(noise_floor)
         self.max_work_size = int(max_work_size)
         self.identity = identity if identity_guard is not None else None
@@ -193,19 +210,38 @@ class NoHarm:
             return round(auto_identity_guard(model_size), 2)
         return float(self.identity_guard)
 
-    def weight_from_detail(self, input_detail: float, at_size: bool = False) -> float:
+    def weight_from_detail(self, input_detail: float, at_size: bool = False, half_size: bool = False) -> float:
         """α from the input's top-octave detail: 1 (blurred) … 0 (already sharp). ``at_size``: the face is no
-        larger than 1.1·S (its own pair of thresholds, module docstring step 3)."""
+        larger than 1.1·S (its own pair of thresholds, module docstring step 3); ``half_size``: the detail
+        was measured at S/2 (the half-size pair)."""
         if not self.enabled:
             return 1.0
-        low, high = (self.at_size_restore, self.at_size_keep) if at_size else (self.detail_restore, self.detail_keep)
+        if half_size:
+            low, high = self.half_size_restore, self.half_size_keep
+        else:
+            low, high = (self.at_size_restore, self.at_size_keep) if at_size else (self.detail_restore, self.detail_keep)
         return float(np.clip((high - input_detail) / (high - low), 0.0, 1.0))
 
-    def detail_weight(self, crop: np.ndarray, native_size: float, input_detail: Optional[float] = None) -> float:
+    def half_size_detail(self, crop: np.ndarray) -> Optional[float]:
+        """The top-octave detail of ``crop`` (at S) shrunk to S/2, for a model of ``half_size_from`` px or
+        more; None where the check does not apply."""
+        size = crop.shape[0]
+        if not self.enabled or size < self.half_size_from:
+            return None
+        return top_octave_detail(cv2.resize(crop, (size // 2, size // 2), interpolation=cv2.INTER_AREA))
+
+    def detail_weight(self, crop: np.ndarray, native_size: float, input_detail: Optional[float] = None,
+                      half_detail: Optional[float] = None) -> float:
         """α before the identity guard for one face (``crop`` at S), from its top-octave detail, with the
-        thresholds for its size: larger than 1.1·S, or not (the model's size holds it whole)."""
+        thresholds for its size: larger than 1.1·S, or not (the model's size holds it whole); capped by the
+        detail at S/2 where that applies (``half_size_detail``)."""
         at_size = self.work_size(native_size, crop.shape[0]) <= crop.shape[0]
-        return self.weight_from_detail(top_octave_detail(crop) if input_detail is None else input_detail, at_size)
+        alpha = self.weight_from_detail(top_octave_detail(crop) if input_detail is None else input_detail, at_size)
+        if half_detail is None:
+            half_detail = self.half_size_detail(crop)
+        if half_detail is not None:
+            alpha = min(alpha, self.weight_from_detail(half_detail, half_size=True))
+        return alpha
 
     def assess(self, crop: np.ndarray, restored: np.ndarray, native_size: float,
                weight: Optional[float] = None, halvings: Optional[int] = None) -> FaceVerdict:
@@ -216,11 +252,15 @@ class NoHarm:
         size = crop.shape[0]
         work = self.work_size(native_size, size)
         input_detail = top_octave_detail(crop)
-        alpha = self.detail_weight(crop, native_size, input_detail) if weight is None else float(weight)
+        half_detail = self.half_size_detail(crop)
+        alpha = self.detail_weight(crop, native_size, input_detail, half_detail) if weight is None else float(weight)
         alpha = 1.0 if alpha > 0.99 else (0.0 if alpha < 0.01 else alpha)  # within 1 %: restored / kept
         reason = ""
         if alpha < 1:
             reason = "already sharper than the model" if work > size else "already sharp, noisy or blocky at the model's size"
+            if half_detail is not None and (self.weight_from_detail(half_detail, half_size=True)
+                                            < self.weight_from_detail(input_detail, at_size=work <= size)):
+                reason = "already sharp, noisy or blocky at half the model's size"
         before = after = None
         if self.identity is not None and alpha > 0 and halvings is not None:
             alpha = alpha / 2 ** halvings if halvings < 7 else 0.0
@@ -239,7 +279,7 @@ class NoHarm:
         action = "kept" if alpha == 0 else ("restored" if alpha >= 1 else "blended")
         return FaceVerdict(round(native_size), size, "bands" if work > size else "none", alpha, input_detail,
                            noise_sigma(crop), after, before, action=action, reason=reason,
-                           guard_halvings=halvings or 0)
+                           guard_halvings=halvings or 0, input_detail_half=half_detail)
 
     def _distance(self, crop: np.ndarray, restored: np.ndarray, alpha: float) -> float:
         return float(self.identity.distance(crop, mix(crop, restored, alpha)))

@@ -8,6 +8,12 @@
 
 ``restore_fn(crops: list[HWC uint8 RGB, face_size square]) -> list of the same`` is called once per
 photo with all its faces, or once per batch of faces across photos with ``restore_many``.
+
+``small=SmallFaces(restore_fn, size, up_to)`` routes faces by size to a second model: a face whose native
+size (its aligned side in input pixels) is at most ``up_to`` is aligned at ``size`` and restored by that
+model; the others at ``face_size`` as before. Each face then goes through the rest (colour, the no-harm
+rule, the paste) at its own crop's size.
+
 The restorer keeps no per-photo state: calls are independent (and thread-safe if the detector and
 restore_fn are).
 """
@@ -30,6 +36,24 @@ from .paste import MASK_SHAPES, face_mask, inside_mask, paste_change, paste_face
 
 RestoreFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 BackgroundUpsampler = Callable[[np.ndarray, float], np.ndarray]  # (HWC uint8 RGB, upscale) -> upscaled
+
+
+@dataclass(frozen=True)
+class SmallFaces:
+    """A second model for small faces: faces of native size ≤ ``up_to`` px are aligned at ``size`` and
+    restored by ``restore_fn`` (same contract as ``FaceRestorer``'s)."""
+
+    restore_fn: RestoreFn
+    size: int
+    up_to: float
+
+    def __post_init__(self) -> None:
+        if not callable(self.restore_fn):
+            raise TypeError("SmallFaces.restore_fn must be callable: list of aligned crops -> list of restored crops")
+        if int(self.size) != self.size or self.size < 16:
+            raise ValueError(f"SmallFaces.size must be an integer >= 16; got {self.size}")
+        if not self.up_to > 0:
+            raise ValueError(f"SmallFaces.up_to must be > 0; got {self.up_to}")
 
 
 @dataclass
@@ -110,7 +134,8 @@ class FaceRestorer:
     ``mask_shape``: "square" or "ellipse" paste mask; ``parsing_fn``: optional
     ``(restored crops) -> list of HW masks`` (e.g. a face parser) refining the paste masks;
     ``no_harm``: the per-face "never worse" rule (``no_harm.NoHarm``: finer detail from the input, faces
-    the model cannot help kept, identity guard); None pastes every restored face as it is.
+    the model cannot help kept, identity guard); None pastes every restored face as it is;
+    ``small``: a second model for faces no larger than ``small.up_to`` (``SmallFaces``; module docstring).
     """
 
     def __init__(
@@ -129,6 +154,7 @@ class FaceRestorer:
         mask_shape: str = "square",
         parsing_fn: Callable[[list[np.ndarray]], Sequence[np.ndarray]] | None = None,
         no_harm: NoHarm | None = None,
+        small: SmallFaces | None = None,
     ) -> None:
         if not callable(restore_fn):
             raise TypeError("restore_fn must be callable: list of aligned crops -> list of restored crops")
@@ -142,6 +168,8 @@ class FaceRestorer:
             raise ValueError(f"color_method must be one of {COLOR_METHODS}; got {color_method!r}")
         if mask_shape not in MASK_SHAPES:
             raise ValueError(f"mask_shape must be one of {MASK_SHAPES}; got {mask_shape!r}")
+        if small is not None and not isinstance(small, SmallFaces):
+            raise TypeError(f"small must be a SmallFaces or None; got {type(small).__name__}")
         self.restore_fn = restore_fn
         if detector is None or isinstance(detector, str):
             detector = create_detector(detector or "mtcnn")
@@ -162,13 +190,14 @@ class FaceRestorer:
         self.background_upsampler = background_upsampler or lanczos_upsampler
         self.parsing_fn = parsing_fn
         self.no_harm = no_harm
+        self.small = small
 
     # ------------------------------------------------------------------ public
 
     def __call__(self, image: np.ndarray) -> RestoreResult:
-        """Restore one photo; ``restore_fn`` is called once with all its faces (not at all if none)."""
-        prepared = self.prepare(image)
-        return self.finish(prepared, self._restore(prepared.crops))
+        """Restore one photo; ``restore_fn`` is called once with all its faces (not at all if none; with
+        ``small``, each model once with its faces)."""
+        return self.restore_many([image], batch_size=1 << 30)[0]  # (one batch per model)
 
     def restore_many(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[RestoreResult]:
         """Restore several photos, calling ``restore_fn`` on batches of up to ``batch_size`` faces
@@ -177,9 +206,13 @@ class FaceRestorer:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         prepared = [self.prepare(image) for image in images]
         crops = [crop for p in prepared for crop in p.crops]
-        restored: list[np.ndarray] = []
-        for start in range(0, len(crops), batch_size):
-            restored.extend(self._restore(crops[start : start + batch_size]))
+        restored: list[np.ndarray | None] = [None] * len(crops)
+        for size in sorted({crop.shape[0] for crop in crops}):  # each model's faces in batches of its own
+            chosen = [k for k, crop in enumerate(crops) if crop.shape[0] == size]
+            for start in range(0, len(chosen), batch_size):
+                batch = chosen[start : start + batch_size]
+                for k, face in zip(batch, self._restore([crops[k] for k in batch])):
+                    restored[k] = face
         results, start = [], 0
         for p in prepared:
             results.append(self.finish(p, restored[start : start + len(p.crops)]))
@@ -211,21 +244,34 @@ class FaceRestorer:
         if detections is None:
             detections = self.select(self.detector.detect(rgb), rgb.shape)
         detections = list(detections)
-        affines = [estimate_affine(d.landmarks5, face_size=self.face_size) for d in detections]
-        crops = [warp_face(rgb, a, self.face_size) for a in affines]
+        sizes = [self.size_for(d.landmarks5) for d in detections]
+        affines = [estimate_affine(d.landmarks5, face_size=s) for d, s in zip(detections, sizes)]
+        crops = [warp_face(rgb, a, s) for a, s in zip(affines, sizes)]
         return PreparedPhoto(rgb, alpha, layout, is_grayscale(rgb), detections, affines, crops)
 
+    def size_for(self, landmarks5: np.ndarray) -> int:
+        """The crop size a face is aligned at: ``small.size`` when its native size (the aligned side at
+        ``face_size``, in input pixels) is at most ``small.up_to``, else ``face_size``."""
+        if self.small is None:
+            return self.face_size
+        native = self.face_size / affine_scale(estimate_affine(landmarks5, face_size=self.face_size))
+        return self.small.size if native <= self.small.up_to else self.face_size
+
     def _restore(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Restore crops of one size (``face_size``, or ``small.size`` by the small-face model)."""
         if not crops:
             return []
-        restored = list(self.restore_fn(list(crops)))
+        size = crops[0].shape[0]
+        small = self.small is not None and size == self.small.size and size != self.face_size
+        restored = list((self.small.restore_fn if small else self.restore_fn)(list(crops)))
+        name = "small.restore_fn" if small else "restore_fn"
         if len(restored) != len(crops):
-            raise ValueError(f"restore_fn returned {len(restored)} faces for {len(crops)} crops")
-        shape = (self.face_size, self.face_size, 3)
+            raise ValueError(f"{name} returned {len(restored)} faces for {len(crops)} crops")
+        shape = (size, size, 3)
         for k, face in enumerate(restored):
             if not isinstance(face, np.ndarray) or face.shape != shape or face.dtype != np.uint8:
                 got = f"{face.shape} {face.dtype}" if isinstance(face, np.ndarray) else type(face).__name__
-                raise ValueError(f"restore_fn output {k} must be a {shape} uint8 RGB array; got {got}")
+                raise ValueError(f"{name} output {k} must be a {shape} uint8 RGB array; got {got}")
         return restored
 
     def output_hw(self, p: PreparedPhoto) -> tuple[int, int]:
@@ -237,9 +283,9 @@ class FaceRestorer:
         shape mask, without a parsing mask): for a caller that works on matched faces (video's filter)."""
         if not self.color_match:
             return face
-        out_hw = self.output_hw(p)
+        out_hw, size = self.output_hw(p), p.crops[k].shape[0]
         affine = resize_affine(p.affines[k], p.rgb.shape[:2], out_hw)
-        weights = face_mask(self.face_size, self.mask_shape) * inside_mask(affine, self.face_size, out_hw)
+        weights = face_mask(size, self.mask_shape) * inside_mask(affine, size, out_hw)
         return match_color(face, p.crops[k], weights=weights, method=self.color_method)
 
     def finish(self, p: PreparedPhoto, restored: Sequence[np.ndarray],
@@ -280,11 +326,12 @@ class FaceRestorer:
                        halvings=None):
         """``finish`` under the no-harm rule: per face, colour-match, decide α (``NoHarm.assess``), then paste
         the model's crop (faces ≤ 1.1·S) or the band-combined change at the working size (larger faces);
-        a face kept as it was (α = 0) is not pasted at all."""
-        rule, size = self.no_harm, self.face_size
+        a face kept as it was (α = 0) is not pasted at all. S is each face's crop size (its model's)."""
+        rule = self.no_harm
         base = canvas.copy()
         pasted, verdicts, jobs = [], [], []
         for k, (crop, face, affine) in enumerate(zip(p.crops, restored, canvas_affines)):
+            size = crop.shape[0]
             # 1. Colour-match the restored face (S × S) to its input crop, as it will be pasted
             mask = face_mask(size, self.mask_shape, None if masks is None else masks[k])
             if color_match:

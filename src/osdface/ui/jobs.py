@@ -320,7 +320,8 @@ class RestoreService:
                                   only_center_face=options.only_center_face, min_face_size=options.min_face_size,
                                   max_faces=options.max_faces, color_match=options.color_match,
                                   fidelity=options.fidelity, no_harm=self.no_harm,
-                                  background=VIDEO_BACKGROUND if video else options.background)
+                                  background=VIDEO_BACKGROUND if video else options.background,
+                                  small_faces=not video)
 
     def _restore_fn(self, options: Options) -> Callable[[np.ndarray], tuple[np.ndarray, list]]:
         """image → (restored image, [(face image, score, verdict or None)]) for the chosen mode."""
@@ -459,13 +460,18 @@ def _unique(name: str, used: set[str], numbered: Callable[[int], str]) -> str:
     return candidate
 
 
-def describe_model(kind: str, face_size: int, folder=None) -> str:
-    """The page's line about the model in use (``kind`` and ``folder`` as ``loading.find_weights`` says)."""
+def describe_model(kind: str, face_size: int, folder=None, small_faces=None) -> str:
+    """The page's line about the model in use (``kind`` and ``folder`` as ``loading.find_weights`` says;
+    ``small_faces``: the pipeline's ``small_faces`` pair, or None)."""
     if kind == "bundled":
         from ..bundled import model_info
 
         info = model_info(folder)
-        return (f"**Model: the bundled {info['title']}** ({face_size} px faces), which works out of the box. It "
+        small = ""
+        if small_faces is not None:
+            small = (f"; photos' faces up to {small_faces[1]:g} px go to a {small_faces[0].sample_size}-px model, "
+                     "videos use one model")
+        return (f"**Model: the bundled {info['title']}** ({face_size} px faces{small}), which works out of the box. It "
                 f"was trained by osdface on {info['data']}: non-commercial research use only. For the paper's model (512 px faces) run `osdface download` "
                 "and start `osdface ui` again.")
     return f"**Model: OSDFace** ({face_size} px faces), the installed weights."

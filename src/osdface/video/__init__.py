@@ -1,7 +1,7 @@
 """Video: restore every face of a clip, steadily (PyAV for decoding and encoding; an optional extra).
 
     from osdface.video import VideoFaceRestorer, Stabilisers, probe, read_frames
-    restorer = VideoFaceRestorer(pipe, make_face_restorer(pipe), Stabilisers(landmark_radius=3))
+    restorer = VideoFaceRestorer(pipe, make_face_restorer(pipe, small_faces=False), Stabilisers(landmark_radius=3))
     for frame in restorer(read_frames(probe("clip.mp4"))):
         frame.rgb                     # upright HWC uint8 RGB, faces restored
 

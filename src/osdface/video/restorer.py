@@ -187,6 +187,9 @@ class VideoFaceRestorer:
                  batch_size: int = 8, fidelity: float = 0.0, posterior: str = "mode", seed: int = 114,
                  cuts: CutDetector | None | bool = True, confirm_frames: int = 3, confirm_score: float = 0.8,
                  detect_size: int | None = 640):
+        if face_restorer.small is not None:
+            raise ValueError("a video is restored by one model: build its face restorer without small faces "
+                             "(make_face_restorer(..., small_faces=False))")
         if face_restorer.face_size != pipe.sample_size:
             raise ValueError(f"face_restorer aligns at {face_restorer.face_size} px; the model runs at "
                              f"{pipe.sample_size}")
