@@ -23,21 +23,16 @@ Writes benchmarks/results/routing.{md,json}.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_mini import aligned_faces, masked_psnr, resize
-from bench_no_harm import cpu_isa
-from calibrate_at_size import CONDITIONS, area, degrade
+from bench_mini import masked_psnr, resize
+from calibrate_at_size import CONDITIONS, area, crop_bench, degrade
 
 SIZES = (64, 96, 128, 154, 180, 204, 230, 256)  # even: the video condition encodes H.264
 
@@ -97,27 +92,7 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["mini128", "mini256"])
-    parser.add_argument("--faces", type=Path, default=HERE.parent / "runs" / "mini2" / "hires_val",
-                        help="an `osdface align` folder of held-out faces at 256 px")
-    parser.add_argument("--count", type=int, default=30)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    cpu = cpu_isa()
-    print(f"CPU: {cpu}", flush=True)
-    gts, _ = aligned_faces(args.faces, args.count)
-    if not gts:
-        sys.exit(f"{args.faces}: no aligned faces (run scripts/prepare_mini2_data.sh)")
-    start = time.perf_counter()
-    rows = [row for name in args.models for row in measure(name, gts, args.sizes)]
-    text = report(rows, cpu, time.perf_counter() - start)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "routing.json").write_text(json.dumps({"cpu": cpu, "rows": rows}))
-    (args.out / "routing.md").write_text(text)
-    print(text)
+    crop_bench("routing", __doc__.split("\n\n")[0], measure, report, SIZES)
 
 
 if __name__ == "__main__":

@@ -165,12 +165,17 @@ def report(rows: list[dict], cpu: str, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def crop_bench(stem: str, description: str, measure, report, sizes=None) -> None:
+    """The command line of the crop-level benches (this one, ``bench_routing.py``): ``--models``, ``--faces``,
+    ``--count``, ``--out`` and, with ``sizes``, ``--sizes``; ``measure(model, faces[, sizes])`` → rows,
+    ``report(rows, cpu, seconds)`` → the table; writes ``OUT/STEM.{md,json}``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", nargs="+", default=["mini128", "mini256"])
     parser.add_argument("--faces", type=Path, default=HERE.parent / "runs" / "mini2" / "hires_val",
                         help="an `osdface align` folder of held-out faces at 256 px")
     parser.add_argument("--count", type=int, default=30)
+    if sizes is not None:
+        parser.add_argument("--sizes", type=int, nargs="+", default=list(sizes))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -179,13 +184,18 @@ def main() -> None:
     gts, _ = aligned_faces(args.faces, args.count)
     if not gts:
         sys.exit(f"{args.faces}: no aligned faces (run scripts/prepare_mini2_data.sh)")
+    extra = (args.sizes,) if sizes is not None else ()
     start = time.perf_counter()
-    rows = [row for name in args.models for row in measure(name, gts)]
+    rows = [row for name in args.models for row in measure(name, gts, *extra)]
     text = report(rows, cpu, time.perf_counter() - start)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "at_size.json").write_text(json.dumps({"cpu": cpu, "rows": rows}))
-    (args.out / "at_size.md").write_text(text)
+    (args.out / f"{stem}.json").write_text(json.dumps({"cpu": cpu, "rows": rows}))
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
+
+
+def main() -> None:
+    crop_bench("at_size", __doc__.split("\n\n")[0], measure, report)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,16 @@ def test_aligned_note_follows_the_never_worse_rule(tiny_pipe):
     s.close()
 
 
+def test_aligned_note_names_the_model_for_small_crops(tiny_pipe, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(tiny_pipe, "small_faces", (SimpleNamespace(sample_size=16), 20.0))
+    s = RestoreService(tiny_pipe)
+    assert s.aligned_note().endswith("long side 32 px otherwise; crops of up to 20 px go to the 16-px model and "
+                                     "come out at its size the same way")
+    s.close()
+
+
 def test_temporary_files_pruned_and_removed(tiny_pipe, uploads):
     s = RestoreService(tiny_pipe, upload_root=uploads.root, keep_seconds=0)
     first = s.run([uploads("group.jpg", source=GROUP)], Options(max_faces=1))

@@ -108,7 +108,8 @@ def test_page_restores_group_photo_and_reports_a_corrupt_file(server, tmp_path, 
             page.goto(url)
             page.wait_for_selector("#restore", timeout=60_000)
             assert "bundled osdface-mini" in page.inner_text("#model-note")
-            assert "come out at the model's face size: 128×128 px" in page.inner_text("#mode")  # (detail guard off)
+            mode = page.inner_text("#mode")  # (detail guard off; the default pairs mini256 with mini128)
+            assert "come out at the model's face size: 256×256 px" in mode and "up to 141 px go to the 128-px" in mode
             # 2. Upload the example and a corrupt file, upscale ×2, Restore
             page.set_input_files("#photos input[type=file]", [str(GROUP), str(corrupt)])
             page.wait_for_function("['group.jpg', 'corrupt.jpg'].every(n => document.querySelector('#photos')"

@@ -289,14 +289,20 @@ class RestoreService:
                 self._active.discard(folder)
 
     def aligned_note(self) -> str:
-        """What happens to aligned crops' sizes with this service's "never worse" rule."""
+        """What happens to aligned crops' sizes with this service's "never worse" rule (and the pipeline's
+        model for small faces, ``OSDFacePipeline.small_faces``)."""
         size = self.pipe.sample_size
+        small = ""
+        if self.pipe.small_faces is not None:
+            other, up_to = self.pipe.small_faces
+            small = (f"; crops of up to {up_to:g} px go to the {other.sample_size}-px model and come out at its "
+                     "size the same way")
         if self.no_harm is None or not self.no_harm.enabled:
             return (f"aligned crops come out at the model's face size: {size}×{size} px for a square crop, "
-                    f"long side {size} px otherwise")
+                    f"long side {size} px otherwise{small}")
         return (f"aligned crops: the model works at {size} px; a square crop of {math.ceil(MIN_FUSION_RATIO * size)} "
                 f"px or more keeps its own size (the model's change is added to it, \"never worse\"), a smaller one "
-                f"comes out {size}×{size} px, a non-square one with its long side {size} px")
+                f"comes out {size}×{size} px, a non-square one with its long side {size} px{small}")
 
     def prune(self) -> None:
         """Remove finished job folders older than ``keep_seconds`` (the page has copied what it shows)."""
