@@ -314,7 +314,7 @@ def test_video_cancel_between_frames_then_a_round_trip(server, page, tmp_path):
     deadline = time.monotonic() + 30  # the job stops at the next frame and removes its folder
     while jobs() != before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert jobs() == before
+    assert jobs() == before, "the cancelled job's folder stayed; the server's last lines:\n" + "".join(lines[-40:])
     page.wait_for_function("document.querySelectorAll('.progress-level-inner').length == 0", timeout=10_000)
     assert "Restored" not in page.inner_text("#status") and not page.is_visible("#video")
     # 2. A short clip: the next job runs, with progress by frame
