@@ -13,10 +13,11 @@ to 141 px (1.1 × 128: the faces mini128 holds whole) goes to mini128, a larger 
 side by side with the "never worse" rule on (benchmarks/bench_routing.py, 30 held-out faces, 8
 degradations): up to 128 px mini128 gains more on heavy degradations (the bench's recipe +1.21 dB
 against +0.59 at 128) and on most others at 64–96 px; from 154 px mini256 wins 6 of 8 conditions and
-leaves 0–1 of 30 faces worse where mini128 leaves 10–30 (clean ÷4, blur σ 1.2). A video is restored by
-one model, mini256 (tracks, the prompt's smoothing and the temporal filter run at one face size). ``--model mini256`` /
-``--model mini128`` take one model alone. Every one carries non-commercial research terms (UTKFace's
-and FFHQ's).
+leaves at most 3 of 30 faces worse per condition (11 on clean ÷4 at 256 px, mean +0.02 dB) where mini128
+leaves up to 12 (30 on clean ÷4 at 256 px, mean −1.14 dB). A video is restored by one model, mini256
+(tracks, the prompt's smoothing and the temporal filter run at one face size). ``--model mini256`` /
+``--model mini128`` take one model alone. Every one carries non-commercial research terms (UTKFace's and
+FFHQ's).
 
     pipe = OSDFacePipeline.from_pretrained("mini")      # or "mini256", "mini128"
 
