@@ -158,7 +158,8 @@ def main() -> None:
     pipe = load_pipeline(None, None, "cpu", args.dtype, model="mini", notify=lambda line: None)
     steps = ("decode", "detect", "align", "filter", "model", "paste", "encode", "rest")
     header = (f"Clip: the talking head twice side by side on 1280×720, {args.frames} frames, through "
-              f"`osdface restore`'s video path (decode → encode, segments joined), bundled osdface-mini, "
+              f"`osdface restore`'s video path (decode → encode, segments joined), bundled mini "
+              f"({pipe.sample_size} px: a video uses one model), "
               f"{args.dtype}, torch on {torch.get_num_threads()} threads, after start-up. CPU: {cpu_description()}.")
     lines = [header, "",
              "| faces | frames/s | " + " | ".join(steps) + " | verdicts (face-frames) |",
