@@ -179,7 +179,8 @@ def restore_aligned_faces(pipe: OSDFacePipeline, images: list[np.ndarray], *, fi
     if pipe.small_faces is not None:
         small_pipe, up_to = pipe.small_faces
         small = [max(im.shape[:2]) <= up_to for im in images]
-        models = [(pipe, [k for k, s in enumerate(small) if not s]), (small_pipe, [k for k, s in enumerate(small) if s])]
+        models = [(pipe, [k for k, s in enumerate(small) if not s]),
+                  (small_pipe, [k for k, s in enumerate(small) if s])]
     results: list = [None] * len(images)
     for model, chosen in models:
         out = _restore_aligned_with(model, [images[k] for k in chosen], fidelity, batch_size, posterior, seed, no_harm)
